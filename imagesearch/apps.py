@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ImageSearchConfig(AppConfig):
+    name = "imagesearch"
+    verbose_name = "Image library"

@@ -1,0 +1,149 @@
+"""The image library (collections, documents, images) and background jobs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class Collection(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(models.Model):
+    """A source file (a PDF, a multi-page scan) that images were taken from."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="documents")
+    title = models.CharField(max_length=500)
+    original_name = models.CharField(max_length=500)
+    source_path = models.TextField(blank=True, help_text="Where the file was imported from.")
+    media_type = models.CharField(max_length=100)
+    page_count = models.PositiveIntegerField(default=1)
+    file = models.FileField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, unique=True)
+    file_size = models.BigIntegerField(default=0)
+    ingest_job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Image(models.Model):
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="images")
+    document = models.ForeignKey(
+        Document, null=True, blank=True, on_delete=models.CASCADE, related_name="images"
+    )
+    page_number = models.PositiveIntegerField(null=True, blank=True)
+    bbox = ArrayField(
+        models.FloatField(), size=4, null=True, blank=True,
+        help_text="Position on the page: x0, y0, x1, y1 in points.",
+    )
+    # Content-addressed: both files are named by the SHA-256 of the original bytes.
+    file = models.FileField(max_length=255)
+    thumbnail = models.FileField(max_length=255)
+    sha256 = models.CharField(max_length=64, unique=True)
+    file_size = models.BigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8)
+    media_type = models.CharField(max_length=100)
+    original_name = models.CharField(max_length=500)
+    source_path = models.TextField(blank=True, help_text="Where the file was imported from.")
+    # Indexed for filtering; free-form extra facts go in metadata.
+    label = models.CharField(max_length=200, blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    ingest_job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["collection", "-created_at"], name="image_collection_recent")]
+
+    def __str__(self) -> str:
+        return self.original_name or self.sha256[:12]
+
+
+class Job(models.Model):
+    """A background job as the UI shows it: what, how far, how fast, how it ended."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=50, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    rate = models.FloatField(default=0.0, help_text="Items per second since the job started.")
+    message = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class JobIssue(models.Model):
+    """One item a job could not process (a corrupt file …), with the reason."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="issues")
+    source = models.TextField()
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class IngestChunk(models.Model):
+    """A slice of an import job, processed by one Celery task (idempotently)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="ingest_chunks")
+    index = models.PositiveIntegerField()
+    items = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="ingest_chunk_unique_index")]
+        indexes = [models.Index(fields=["job", "status"], name="ingest_chunk_job_status")]

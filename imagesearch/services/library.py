@@ -1,0 +1,62 @@
+"""Edits to the library beyond import: deleting images, sweeping orphan files."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from django.conf import settings
+from django.db import transaction
+
+from imagesearch import storage
+from imagesearch.models import Document, Image
+
+
+def image_delete(*, image: Image) -> None:
+    """Delete an image's row, then its files once the deletion is committed."""
+    names = [image.file.name, image.thumbnail.name]
+    with transaction.atomic():
+        image.delete()
+        transaction.on_commit(lambda: storage.remove_files(names))
+
+
+def media_sweep_orphans(*, min_age_seconds: float = 3600, batch_size: int = 2000) -> int:
+    """Remove stored files that no row refers to, and stale temporary files.
+
+    Only files older than ``min_age_seconds`` are touched, so an import that has
+    written its files but not yet committed its rows is left alone. Returns the
+    number of files removed.
+    """
+    root = settings.MEDIA_ROOT
+    cutoff = time.time() - min_age_seconds
+    removed = 0
+    batch: list[str] = []
+    for top in ("originals", "thumbs"):
+        for dirpath, _dirnames, filenames in os.walk(os.path.join(root, top)):
+            for filename in filenames:
+                path = os.path.join(dirpath, filename)
+                try:
+                    if os.stat(path).st_mtime > cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
+                if filename.startswith(storage.TEMP_PREFIX):
+                    os.unlink(path)
+                    removed += 1
+                    continue
+                batch.append(os.path.relpath(path, root))
+                if len(batch) >= batch_size:
+                    removed += _remove_unreferenced_batch(batch)
+                    batch = []
+    return removed + _remove_unreferenced_batch(batch)
+
+
+def _remove_unreferenced_batch(names: list[str]) -> int:
+    if not names:
+        return 0
+    referenced = set(Image.objects.filter(file__in=names).values_list("file", flat=True))
+    referenced.update(Image.objects.filter(thumbnail__in=names).values_list("thumbnail", flat=True))
+    referenced.update(Document.objects.filter(file__in=names).values_list("file", flat=True))
+    orphans = [name for name in names if name not in referenced]
+    storage.remove_files(orphans)
+    return len(orphans)

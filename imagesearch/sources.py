@@ -1,0 +1,116 @@
+"""Where images come from: files, folders (recursive) and .zip archives (no Django).
+
+A source item is a plain, JSON-safe reference (a path, plus a member name for a file
+inside a zip archive) so it can travel in a Celery message and be read by any worker
+on the machine that can see the path.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ZIP_SUFFIXES = {".zip"}
+NOT_FOUND = "no such file or folder"
+TOO_LARGE = "file too large: {size:,} bytes exceeds the limit of {limit:,} (IMAGE_MAX_BYTES)"
+BAD_ARCHIVE = "unreadable zip archive ({detail})"
+ENCRYPTED_MEMBER = "encrypted zip member (password-protected archives are not supported)"
+UNREADABLE = "cannot read file ({detail})"
+
+
+class SourceRejected(ValueError):
+    """A source could not be read; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    path: str  # absolute path of the file, or of the archive holding it
+    member: str | None = None  # name inside the zip archive
+    label: str | None = None
+
+    @property
+    def display(self) -> str:
+        return f"{self.path}!/{self.member}" if self.member else self.path
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.member or self.path)
+
+    def to_json(self) -> list:
+        return [self.path, self.member, self.label]
+
+    @classmethod
+    def from_json(cls, value: list) -> SourceItem:
+        return cls(*value)
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """A path that yields no item at all (missing path, unreadable archive)."""
+
+    display: str
+    reason: str
+
+
+def iter_source_items(
+    paths: Iterable[str | os.PathLike], *, label_from_folder: bool = False
+) -> Iterator[SourceItem | SourceError]:
+    """Expand files, folders and zip archives into items, in a stable order."""
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                for filename in sorted(filenames):
+                    yield from _items_for_file(Path(dirpath) / filename, label_from_folder)
+        elif path.is_file():
+            yield from _items_for_file(path, label_from_folder)
+        else:
+            yield SourceError(str(path), NOT_FOUND)
+
+
+def _items_for_file(path: Path, label_from_folder: bool) -> Iterator[SourceItem | SourceError]:
+    label = path.parent.name if label_from_folder else None
+    if path.suffix.lower() not in ZIP_SUFFIXES:
+        yield SourceItem(str(path), None, label)
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = sorted(info.filename for info in archive.infolist() if not info.is_dir())
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        yield SourceError(str(path), BAD_ARCHIVE.format(detail=exc))
+        return
+    for member in members:
+        parent = os.path.basename(os.path.dirname(member))
+        yield SourceItem(str(path), member, (parent or None) if label_from_folder else None)
+
+
+def read_source(item: SourceItem, *, max_bytes: int) -> bytes:
+    """Read an item's bytes, refusing anything over ``max_bytes`` before reading it."""
+    try:
+        if item.member is None:
+            size = os.stat(item.path).st_size
+            if size > max_bytes:
+                raise SourceRejected(TOO_LARGE.format(size=size, limit=max_bytes))
+            with open(item.path, "rb") as fh:
+                return fh.read(max_bytes + 1)
+        with zipfile.ZipFile(item.path) as archive:
+            info = archive.getinfo(item.member)
+            if info.flag_bits & 0x1:
+                raise SourceRejected(ENCRYPTED_MEMBER)
+            if info.file_size > max_bytes:
+                raise SourceRejected(TOO_LARGE.format(size=info.file_size, limit=max_bytes))
+            with archive.open(info) as fh:
+                # Bounded read: a member whose header lies about its size cannot
+                # inflate past the limit.
+                data = fh.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise SourceRejected(TOO_LARGE.format(size=len(data), limit=max_bytes))
+            return data
+    except SourceRejected:
+        raise
+    except (OSError, KeyError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
+        raise SourceRejected(UNREADABLE.format(detail=exc)) from None

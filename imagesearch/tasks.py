@@ -1,0 +1,46 @@
+"""Celery tasks of the image library: thin wrappers that take ids and call services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError, InterfaceError
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="imagesearch.ingest_chunk",
+    bind=True,
+    queue="default",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=30 * 60,
+    time_limit=35 * 60,
+)
+def ingest_chunk(self, chunk_id: int) -> None:
+    from imagesearch.models import IngestChunk, Job
+    from imagesearch.services.ingest import ingest_chunk_process
+    from imagesearch.services.jobs import job_finish
+
+    try:
+        ingest_chunk_process(chunk_id=chunk_id)
+    except (OperationalError, InterfaceError):
+        raise  # retried by autoretry_for: the database may be back in a moment
+    except Exception as exc:
+        # A bug, not a bad file (those are reported per file): fail the job loudly
+        # rather than leave it "running" forever.
+        logger.exception("import chunk %s failed", chunk_id)
+        job_id = IngestChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+        if job_id:
+            job_finish(job_id=job_id, status=Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(name="imagesearch.sweep_media", queue="default", soft_time_limit=50 * 60, time_limit=55 * 60)
+def sweep_media(min_age_seconds: float = 3600) -> int:
+    from imagesearch.services.library import media_sweep_orphans
+
+    return media_sweep_orphans(min_age_seconds=min_age_seconds)

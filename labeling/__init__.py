@@ -1,0 +1,1 @@
+"""Triplet labeling: candidate triplets, judgments, quality control (issue 4)."""
