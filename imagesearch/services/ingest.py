@@ -1,9 +1,10 @@
 """Turning files into library images: validate, deduplicate, thumbnail, store.
 
 An import job is split into chunks of source items; each chunk is one Celery task
-(or runs in-process with ``--inline``). A chunk is idempotent: images are unique by
-SHA-256 and files are content-addressed, so a chunk redelivered after its worker
-died re-uses what the dead run wrote and counts nothing twice. Each item's files are
+(or runs in-process with ``--inline``). A chunk is idempotent: its rows, its counts
+and its "done" mark commit in one transaction, images are unique by SHA-256 and
+files are content-addressed, so a chunk redelivered after its worker died re-uses
+what the dead run wrote and counts nothing twice. Each item's files are
 written before its row is committed (no row without its file); files written by a
 run that then fails are removed again, and ``media_sweep_orphans`` removes those a
 killed process could not.
@@ -85,12 +86,9 @@ def collection_get_or_create(*, name: str = DEFAULT_COLLECTION) -> Collection:
 # --- one item ---------------------------------------------------------------
 
 
-def _existing_owner(sha256: str) -> tuple[bool, int | None]:
-    """(exists, id of the job that imported it) for an image or document hash."""
-    row = Image.objects.filter(sha256=sha256).values_list("ingest_job_id").first()
-    if row is None:
-        row = Document.objects.filter(sha256=sha256).values_list("ingest_job_id").first()
-    return (row is not None, row[0] if row else None)
+def _already_stored(sha256: str) -> bool:
+    """Whether an image or a document with these bytes is in the library."""
+    return Image.objects.filter(sha256=sha256).exists() or Document.objects.filter(sha256=sha256).exists()
 
 
 def _prepare(data: bytes, *, source: str, original_name: str, label: str) -> _Prepared:
@@ -205,8 +203,7 @@ def image_ingest_bytes(
 ) -> IngestOutcome:
     """Import one file given as bytes (an upload). Never raises for bad input."""
     source = source or original_name
-    exists, _ = _existing_owner(hashlib.sha256(data).hexdigest())
-    if exists:
+    if _already_stored(hashlib.sha256(data).hexdigest()):
         return IngestOutcome(source, DUPLICATE, "already in the library")
     try:
         if len(data) > settings.IMAGE_MAX_BYTES:
@@ -310,7 +307,7 @@ def ingest_chunk_process(*, chunk_id: int) -> None:
     prepared_items: list[_Prepared] = []
     try:
         for raw in chunk.items:
-            result = _prepare_source(SourceItem.from_json(raw), job_id=job.pk)
+            result = _prepare_source(SourceItem.from_json(raw))
             (prepared_items if isinstance(result, _Prepared) else outcomes).append(result)
         _commit_chunk(chunk_id, prepared_items, outcomes, collection_id=collection_id)
     except BaseException:
@@ -319,15 +316,11 @@ def ingest_chunk_process(*, chunk_id: int) -> None:
         raise
 
 
-def _prepare_source(item: SourceItem, *, job_id: int) -> _Prepared | IngestOutcome:
+def _prepare_source(item: SourceItem) -> _Prepared | IngestOutcome:
     try:
         data = read_source(item, max_bytes=settings.IMAGE_MAX_BYTES)
-        exists, owner_job = _existing_owner(hashlib.sha256(data).hexdigest())
-        if exists:
-            # Imported by this very job means an earlier run of this chunk died
-            # after committing: count it as imported, not as a duplicate.
-            status = IMPORTED if owner_job == job_id else DUPLICATE
-            return IngestOutcome(item.display, status, "already in the library")
+        if _already_stored(hashlib.sha256(data).hexdigest()):
+            return IngestOutcome(item.display, DUPLICATE, "already in the library")
         return _prepare(data, source=item.display, original_name=item.name, label=item.label or "")
     except (SourceRejected, ImageRejected) as exc:
         return IngestOutcome(item.display, FAILED, str(exc))

@@ -1,0 +1,7 @@
+// Small progressive enhancements shared by every page (no dependencies).
+document.addEventListener("keydown", (event) => {
+  // "/" focuses the first search or filter field, as on most sites.
+  if (event.key !== "/" || event.target.closest("input, textarea, select")) return;
+  const field = document.querySelector("form[role=search] input, form[role=search] select");
+  if (field) { event.preventDefault(); field.focus(); }
+});
