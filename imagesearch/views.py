@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -68,7 +69,7 @@ def media_file(request: HttpRequest, name: str) -> FileResponse:
     try:
         path = safe_join(settings.MEDIA_ROOT, name)
         response = FileResponse(open(path, "rb"), content_type=mimetypes.guess_type(path)[0])
-    except (FileNotFoundError, IsADirectoryError, ValueError, PermissionError):
+    except (FileNotFoundError, IsADirectoryError, PermissionError, SuspiciousFileOperation):
         raise Http404("No such file.") from None
     response["Cache-Control"] = "private, max-age=31536000, immutable"
     if request.GET.get("download"):
