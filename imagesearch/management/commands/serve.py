@@ -49,6 +49,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         self._stopping = False
+        self._force = False  # set by a second Ctrl-C: stop waiting for a graceful stop
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         password = admin_ensure(
@@ -84,7 +85,7 @@ class Command(BaseCommand):
         self.stdout.write("Stopped.")
 
     def _request_stop(self, signum, frame) -> None:
-        if self._stopping:  # a second Ctrl-C: stop waiting for a graceful shutdown
+        if self._stopping:
             self._force = True
         self._stopping = True
 
@@ -118,7 +119,6 @@ class Command(BaseCommand):
         return None
 
     def _stop_all(self, children: dict[str, subprocess.Popen], timeout: float) -> None:
-        self._force = getattr(self, "_force", False)
         for name in ("web", "worker"):
             process = children.get(name)
             if process is None or process.poll() is not None:
