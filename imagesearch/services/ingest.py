@@ -91,9 +91,8 @@ def _already_stored(sha256: str) -> bool:
     return Image.objects.filter(sha256=sha256).exists() or Document.objects.filter(sha256=sha256).exists()
 
 
-def _prepare(data: bytes, *, source: str, original_name: str, label: str) -> _Prepared:
-    """Decode and store the files of one source; raises ImageRejected."""
-    sha256 = hashlib.sha256(data).hexdigest()
+def _prepare(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
+    """Decode and store the files of one source (``sha256`` of ``data``); raises ImageRejected."""
     decoded = decode_image(
         data,
         max_pixels=settings.IMAGE_MAX_PIXELS,
@@ -203,14 +202,15 @@ def image_ingest_bytes(
 ) -> IngestOutcome:
     """Import one file given as bytes (an upload). Never raises for bad input."""
     source = source or original_name
-    if _already_stored(hashlib.sha256(data).hexdigest()):
+    sha256 = hashlib.sha256(data).hexdigest()
+    if _already_stored(sha256):
         return IngestOutcome(source, DUPLICATE, "already in the library")
     try:
         if len(data) > settings.IMAGE_MAX_BYTES:
             raise SourceRejected(
                 f"file too large: {len(data):,} bytes exceeds the limit of {settings.IMAGE_MAX_BYTES:,}"
             )
-        prepared = _prepare(data, source=source, original_name=original_name, label=label)
+        prepared = _prepare(data, sha256=sha256, source=source, original_name=original_name, label=label)
     except (ImageRejected, SourceRejected) as exc:
         return IngestOutcome(source, FAILED, str(exc))
     try:
@@ -319,9 +319,10 @@ def ingest_chunk_process(*, chunk_id: int) -> None:
 def _prepare_source(item: SourceItem) -> _Prepared | IngestOutcome:
     try:
         data = read_source(item, max_bytes=settings.IMAGE_MAX_BYTES)
-        if _already_stored(hashlib.sha256(data).hexdigest()):
+        sha256 = hashlib.sha256(data).hexdigest()
+        if _already_stored(sha256):
             return IngestOutcome(item.display, DUPLICATE, "already in the library")
-        return _prepare(data, source=item.display, original_name=item.name, label=item.label or "")
+        return _prepare(data, sha256=sha256, source=item.display, original_name=item.name, label=item.label or "")
     except (SourceRejected, ImageRejected) as exc:
         return IngestOutcome(item.display, FAILED, str(exc))
     except DatabaseError:
