@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "imagesearch",
+    "ranking",
     "labeling",
 ]
 
@@ -153,6 +154,21 @@ IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 150_000_000)
 IMAGE_MAX_PAGES = env_int("IMAGE_MAX_PAGES", 1000)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 256)
 INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 64)
+# Ranking models (see the README, "Models and embeddings")
+RANKING_MODELS_DIR = Path(os.environ.get("RANKING_MODELS_DIR", DATA_DIR / "models")).resolve()
+RANKING_DEVICE = os.environ.get("RANKING_DEVICE", "auto")  # auto: CUDA when present, else CPU
+RANKING_IMAGE_SIZE = env_int("RANKING_IMAGE_SIZE", 224)  # deep-ranking input, px
+# "imagenet": torchvision's ImageNet weights if already in the torch hub cache (never
+# downloaded), else random init; a file path: a local state_dict; empty: random init.
+RANKING_BACKBONE_WEIGHTS = os.environ.get("RANKING_BACKBONE_WEIGHTS", "imagenet")
+RANKING_AUTOENCODER_IMAGE_SIZE = env_int("RANKING_AUTOENCODER_IMAGE_SIZE", 64)
+RANKING_EMBED_CHUNK_SIZE = env_int("RANKING_EMBED_CHUNK_SIZE", 512)
+RANKING_TRAIN_MAX_IMAGES = env_int("RANKING_TRAIN_MAX_IMAGES", 50_000)  # unsupervised training sample
+RANKING_HNSW_M = env_int("RANKING_HNSW_M", 16)
+RANKING_HNSW_EF_CONSTRUCTION = env_int("RANKING_HNSW_EF_CONSTRUCTION", 64)
+RANKING_HNSW_EF_SEARCH = env_int("RANKING_HNSW_EF_SEARCH", 100)
+RANKING_AUTO_ACTIVATE = env_bool("RANKING_AUTO_ACTIVATE", True)
+
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 500)

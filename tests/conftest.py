@@ -7,6 +7,7 @@ import pytest
 def media_root(settings, tmp_path):
     """Each test stores its files in a fresh folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.RANKING_MODELS_DIR = tmp_path / "models"
     return settings.MEDIA_ROOT
 
 
@@ -42,11 +43,12 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": _url_with_database(settings.DATABASE_URL, connection.settings_dict["NAME"]),
         "IMAGESEARCH_MEDIA_DIR": str(base / "media"),
+        "RANKING_MODELS_DIR": str(base / "models"),
     }
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "imagesearch", "worker", "--loglevel", "INFO",
-             "--concurrency", "2", "--queues", "default", "--hostname", f"test-{os.getpid()}@%h"],
+             "--concurrency", "2", "--queues", "default,gpu", "--hostname", f"test-{os.getpid()}@%h"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

@@ -38,3 +38,20 @@ def multipage_tiff(pages: int = 3, seed: int = 0) -> bytes:
     out = io.BytesIO()
     frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
     return out.getvalue()
+
+
+def stripes(vertical: bool, seed: int = 0, size: int = 48) -> bytes:
+    """A PNG of coloured stripes, horizontal or vertical: two classes a model can learn apart."""
+    import random
+
+    rng = random.Random(seed)
+    period = rng.randint(4, 9)
+    fg = tuple(rng.randint(0, 255) for _ in range(3))
+    bg = tuple(rng.randint(0, 255) for _ in range(3))
+    im = Image.new("RGB", (size, size), bg)
+    px = im.load()
+    for y in range(size):
+        for x in range(size):
+            if ((x if vertical else y) // period) % 2 == 0:
+                px[x, y] = fg
+    return encode(im, "PNG")

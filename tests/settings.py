@@ -15,3 +15,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # Hashing passwords slowly is the point in production and a waste in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+
+# Small networks on small inputs: the tests check behaviour, not accuracy.
+RANKING_IMAGE_SIZE = 32
+RANKING_AUTOENCODER_IMAGE_SIZE = 16
+RANKING_BACKBONE_WEIGHTS = ""  # random init: never look for downloaded weights
+RANKING_EMBED_CHUNK_SIZE = 8
+RANKING_DEVICE = "cpu"
+RANKING_MODELS_DIR = Path(os.environ.get("RANKING_MODELS_DIR", DATA_DIR / "test-models"))  # noqa: F405

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,11 +213,20 @@ def image_ingest_bytes(
     except (ImageRejected, SourceRejected) as exc:
         return IngestOutcome(source, FAILED, str(exc))
     try:
-        outcome = _insert(prepared, collection_id=collection.pk, job_id=None)
+        with transaction.atomic():
+            outcome = _insert(prepared, collection_id=collection.pk, job_id=None)
+            _embed_when_committed(outcome.image_ids)
     except BaseException:
         _remove_unreferenced(prepared.created_files)
         raise
     return outcome
+
+
+def _embed_when_committed(image_ids: list[int]) -> None:
+    """New images are embedded with the models in use once their rows are committed."""
+    from ranking.services.embeddings import embeddings_schedule_new_images
+
+    embeddings_schedule_new_images(image_ids=image_ids)
 
 
 # --- import jobs --------------------------------------------------------------
@@ -345,6 +353,7 @@ def _commit_chunk(
         for prepared in prepared_items:
             outcomes.append(_insert(prepared, collection_id=collection_id, job_id=job.pk))
         failures = [(o.source, o.message) for o in outcomes if o.status == FAILED]
+        _embed_when_committed([i for o in outcomes if o.status == IMPORTED for i in o.image_ids])
         chunk.imported = sum(len(o.image_ids) for o in outcomes if o.status == IMPORTED)
         chunk.duplicates = sum(1 for o in outcomes if o.status == DUPLICATE)
         chunk.failed = len(failures)
@@ -374,14 +383,3 @@ def _summary(result: dict) -> str:
         f"Imported {result['imported']:,} images; {result['duplicates']:,} already in the library; "
         f"{result['failed']:,} failed."
     )
-
-
-def ingest_wait(*, job_id: int, poll_seconds: float = 0.5, on_poll: Callable[[Job], None] | None = None) -> Job:
-    """Block until the job finishes, calling ``on_poll`` with its latest state."""
-    while True:
-        job = Job.objects.get(pk=job_id)
-        if on_poll:
-            on_poll(job)
-        if job.is_finished:
-            return job
-        time.sleep(poll_seconds)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from django.db.models import F
 from django.utils import timezone
 
@@ -50,3 +53,14 @@ def job_cancel(*, job_id: int, message: str = "Cancelled.") -> None:
 def job_record_issues(*, job_id: int, issues: list[tuple[str, str]]) -> None:
     """Store (source, reason) pairs for items the job skipped."""
     JobIssue.objects.bulk_create(JobIssue(job_id=job_id, source=s, message=m) for s, m in issues)
+
+
+def job_wait(*, job_id: int, poll_seconds: float = 0.5, on_poll: Callable[[Job], None] | None = None) -> Job:
+    """Block until the job finishes, calling ``on_poll`` with its latest state."""
+    while True:
+        job = Job.objects.get(pk=job_id)
+        if on_poll:
+            on_poll(job)
+        if job.is_finished:
+            return job
+        time.sleep(poll_seconds)

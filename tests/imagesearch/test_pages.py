@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagesearch.models import Collection, Document, Image
+from imagesearch.models import Document, Image
 from tests import images
 from tests.factories import CollectionFactory, UserFactory, make_image
 

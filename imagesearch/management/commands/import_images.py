@@ -13,9 +13,9 @@ from imagesearch.services.ingest import (
     ingest_job_create,
     ingest_job_dispatch,
     ingest_job_run_inline,
-    ingest_wait,
 )
-from imagesearch.services.jobs import job_cancel
+from imagesearch.services.jobs import job_cancel, job_wait
+from imagesearch.workers import workers_online
 
 MAX_LISTED_FAILURES = 50
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 ingest_job_run_inline(job_id=job.pk, on_chunk_done=lambda: self._update(bar, job.pk))
             else:
                 ingest_job_dispatch(job_id=job.pk)
-                ingest_wait(job_id=job.pk, on_poll=lambda j: self._show(bar, j))
+                job_wait(job_id=job.pk, on_poll=lambda j: self._show(bar, j))
         except KeyboardInterrupt:
             job_cancel(job_id=job.pk, message="Interrupted by the user.")
             bar.close()
@@ -62,15 +62,10 @@ class Command(BaseCommand):
         self._report(Job.objects.get(pk=job.pk))
 
     def _workers_online(self) -> bool:
-        from imagesearch.celery import app
-
-        try:
-            replies = app.control.ping(timeout=1.0)
-        except Exception:  # broker unreachable: the import still works here
-            replies = []
-        if not replies:
+        online = workers_online()
+        if not online:
             self.stderr.write("No Celery worker answered; importing in this process.")
-        return bool(replies)
+        return online
 
     def _update(self, bar: tqdm, job_id: int) -> None:
         self._show(bar, Job.objects.get(pk=job_id))

@@ -97,7 +97,7 @@ class Command(BaseCommand):
     def _worker_command(options) -> list[str]:
         return [
             sys.executable, "-m", "celery", "-A", "imagesearch", "worker", "--loglevel", "INFO",
-            "--queues", "default", "--concurrency", str(options["concurrency"]), "--hostname", "local@%h",
+            "--queues", "default,gpu", "--concurrency", str(options["concurrency"]), "--hostname", "local@%h",
         ]
 
     @staticmethod

@@ -1,0 +1,122 @@
+"""Similarity criteria, model versions and their embeddings.
+
+The torch code of this package (``nets``, ``losses``, ``training``, ...) does not
+import Django; this module and ``services``/``selectors`` are the app around it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from pgvector.django import VectorField
+
+DEFAULT_CRITERION_NAME = "Similarity"
+DEFAULT_QUESTION = "Which image is more similar to the query?"
+
+
+class SimilarityCriterion(models.Model):
+    """One notion of "similar" (e.g. same structure, same acquisition style).
+
+    Judgments, model versions, the active version and embeddings all belong to a
+    criterion, so that teams who judge the same images differently each get
+    their own model.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    question = models.CharField(max_length=500, default=DEFAULT_QUESTION,
+                                help_text="What labelers are asked about each triplet.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "similarity criteria"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    class Kind(models.TextChoices):
+        AUTOENCODER = "autoencoder", "Autoencoder"
+        RANKING = "ranking", "Deep ranking"
+
+    class Status(models.TextChoices):
+        TRAINING = "training", "Training"
+        EMBEDDING = "embedding", "Embedding"
+        READY = "ready", "Ready"
+        ACTIVE = "active", "Active"
+        FAILED = "failed", "Failed"
+        RETIRED = "retired", "Retired"
+
+    # versions whose embeddings are (being) kept up to date as images arrive
+    EMBEDDED_STATUSES = (Status.EMBEDDING, Status.READY, Status.ACTIVE)
+
+    criterion = models.ForeignKey(SimilarityCriterion, on_delete=models.PROTECT, related_name="versions")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.TRAINING, db_index=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    # where the network is rebuilt from: relative to settings.RANKING_MODELS_DIR
+    weights_file = models.CharField(max_length=255, blank=True)
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    embedding_dim = models.PositiveIntegerField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    training_job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    embedding_job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    index_name = models.CharField(max_length=63, blank=True, help_text="Its HNSW index, once built.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    trained_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["criterion"], condition=Q(status="active"), name="one_active_version_per_criterion"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.criterion} v{self.pk} ({self.get_kind_display()}, {self.status})"
+
+
+class Embedding(models.Model):
+    """An image's embedding under one model version.
+
+    One table for all versions, with a partial HNSW index per version (see the
+    README, "Embeddings and indexes"); the column has no fixed dimension, so each
+    index casts it to its version's dimension.
+    """
+
+    image = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="embeddings")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="embeddings")
+    vector = VectorField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "image"], name="one_embedding_per_image_version")]
+
+
+class EmbeddingChunk(models.Model):
+    """A range of image ids that one ``refresh_embeddings`` task embeds (idempotent, retried)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="chunks")
+    job = models.ForeignKey("imagesearch.Job", on_delete=models.CASCADE, related_name="+")
+    first_image_id = models.BigIntegerField()
+    last_image_id = models.BigIntegerField()
+    size = models.PositiveIntegerField(help_text="Images in the range when the chunk was made.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    embedded = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["first_image_id"]

@@ -1,0 +1,197 @@
+"""The embedding networks: a convolutional autoencoder and the deep-ranking network.
+
+Both map a batch of RGB images (N×3×S×S, float in [0, 1]) to L2-normalised
+embeddings with ``embed``. Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+# ImageNet statistics: the deep branch expects inputs normalised this way whether
+# its weights come from ImageNet or not, so both cases share one preprocessing.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ConvAutoencoder(nn.Module):
+    """Unsupervised baseline: reconstructs its input through a small bottleneck.
+
+    The encoder halves the resolution ``depth`` times; the decoder mirrors it. The
+    bottleneck vector, L2-normalised, is the embedding.
+    """
+
+    def __init__(self, image_size: int = 64, embedding_dim: int = 64, width: int = 32, depth: int | None = None):
+        super().__init__()
+        if depth is None:
+            depth = 2 if image_size <= 32 else 4
+        if image_size % (2**depth):
+            raise ValueError(f"image_size {image_size} must be divisible by {2**depth}")
+        self.image_size = image_size
+        self.embedding_dim = embedding_dim
+        channels = [width * 2**i for i in range(depth)]
+        layers, cin = [], 3
+        for cout in channels:
+            layers.append(_conv_block(cin, cout, stride=2))
+            cin = cout
+        self.encoder = nn.Sequential(*layers)
+        self.grid = image_size // 2**depth
+        self.flat = cin * self.grid * self.grid
+        self.to_code = nn.Linear(self.flat, embedding_dim)
+        self.from_code = nn.Linear(embedding_dim, self.flat)
+        up = []
+        for cout in reversed([3] + channels[:-1]):
+            up.append(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1))
+            if cout != 3:
+                up += [nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            cin = cout
+        self.decoder = nn.Sequential(*up)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_code(self.encoder(x * 2 - 1).flatten(1))
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        h = self.from_code(code).view(-1, self.flat // self.grid**2, self.grid, self.grid)
+        return torch.sigmoid(self.decoder(F.relu(h)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.encode(x), dim=1)
+
+
+class ShallowBranch(nn.Module):
+    """One of the paper's two shallow branches: a single convolution on a down-sampled copy.
+
+    Wang et al. use them to keep coarse, low-level visual appearance (colour and
+    layout) next to the deep branch's semantics.
+    """
+
+    def __init__(self, factor: int, channels: int = 96, kernel: int = 5):
+        super().__init__()
+        self.factor = factor
+        self.conv = nn.Conv2d(3, channels, kernel, padding=kernel // 2)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = max(1, x.shape[-1] // self.factor)
+        x = F.adaptive_avg_pool2d(x, size)
+        x = F.relu(self.bn(self.conv(x)))
+        x = F.max_pool2d(x, 3, stride=2, padding=1) if size >= 4 else x
+        return F.adaptive_max_pool2d(x, 1).flatten(1)
+
+
+def imagenet_weights_file(name: str) -> Path | None:
+    """Where torchvision keeps the model's default ImageNet weights once downloaded, if they are there."""
+    try:
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+    except (ValueError, AttributeError):
+        return None
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    return path if path.exists() else None
+
+
+def make_backbone(name: str, image_size: int, weights: str | Path | None) -> tuple[nn.Module, int, str]:
+    """A torchvision classification network without its classifier: (network, feature width, weights used).
+
+    ``weights``: None for random initialisation; "imagenet" for torchvision's
+    ImageNet weights when they are already in the torch hub cache (nothing is
+    ever downloaded: deployments are often air-gapped), random initialisation
+    otherwise; or the path of a local ``state_dict`` file.
+    Inputs of 64 px or less get a stem that throws away less resolution at the
+    start: a 3×3 stride-2 first convolution and no max pooling (÷2 instead of ÷4).
+    The CIFAR-style stride-1 stem is 4× slower still, for little gain on a CPU.
+    """
+    builder = getattr(torchvision.models, name, None)
+    if builder is None:
+        raise ValueError(f"unknown torchvision model {name!r}")
+    net = builder(weights=None)
+    used = "random"
+    path = imagenet_weights_file(name) if weights == "imagenet" else (Path(weights) if weights else None)
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state.get("state_dict", state))
+        used = str(path)
+    if hasattr(net, "fc"):  # ResNet family
+        width = net.fc.in_features
+        net.fc = nn.Identity()
+        if image_size <= 64:
+            net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=2, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+    elif hasattr(net, "classifier"):  # MobileNet / EfficientNet / ConvNeXt families
+        last = [m for m in net.classifier.modules() if isinstance(m, nn.Linear)][0]
+        width = last.in_features
+        net.classifier = nn.Flatten(1)
+    else:
+        raise ValueError(f"do not know how to remove the classifier of {name!r}")
+    return net, width, used
+
+
+class DeepRankingNet(nn.Module):
+    """The multi-scale network of Wang et al. (CVPR 2014).
+
+    A deep branch (a torchvision backbone) on the full image plus two shallow
+    branches on 4× and 8× down-sampled copies; each branch's output is
+    L2-normalised, the three are concatenated, projected to ``embedding_dim`` and
+    L2-normalised again.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        embedding_dim: int = 256,
+        image_size: int = 224,
+        weights: str | Path | None = None,
+        shallow_channels: int = 96,
+    ):
+        super().__init__()
+        self.image_size = image_size
+        self.embedding_dim = embedding_dim
+        self.normalize = Normalize()
+        self.deep, deep_width, self.weights_used = make_backbone(backbone, image_size, weights)
+        self.shallow4 = ShallowBranch(4, shallow_channels)
+        self.shallow8 = ShallowBranch(8, shallow_channels)
+        self.project = nn.Linear(deep_width + 2 * shallow_channels, embedding_dim)
+
+    def branches(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x)
+        parts = [self.deep(x), self.shallow4(x), self.shallow8(x)]
+        return torch.cat([F.normalize(p.float(), dim=1) for p in parts], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(self.branches(x)).float(), dim=1)
+
+    embed = forward
+
+
+def build_model(kind: str, **params) -> nn.Module:
+    """Construct a network from its kind and the JSON-safe parameters stored with it."""
+    if kind == "autoencoder":
+        return ConvAutoencoder(**params)
+    if kind == "ranking":
+        return DeepRankingNet(**params)
+    raise ValueError(f"unknown model kind {kind!r}")

@@ -1,0 +1,160 @@
+"""Reads: active versions, embeddings, and nearest-neighbour search through pgvector."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from imagesearch.models import Image
+from ranking.models import Embedding, ModelVersion, SimilarityCriterion
+from ranking.services.criteria import criterion_resolve
+
+
+class NoActiveVersion(Exception):
+    """The criterion has no active model yet: train and embed one first."""
+
+
+@dataclass
+class SearchHit:
+    image: Image
+    distance: float  # cosine distance, 0 (same direction) to 2
+
+
+def active_version(*, criterion: SimilarityCriterion | int | str | None = None) -> ModelVersion:
+    criterion = criterion_resolve(criterion)
+    version = ModelVersion.objects.filter(criterion=criterion, status=ModelVersion.Status.ACTIVE).first()
+    if version is None:
+        raise NoActiveVersion(f"'{criterion}' has no active model yet: train one (manage.py train).")
+    return version
+
+
+def version_list(*, criterion: SimilarityCriterion | None = None):
+    versions = ModelVersion.objects.select_related("criterion", "created_by")
+    return versions.filter(criterion=criterion) if criterion is not None else versions
+
+
+_models: OrderedDict[tuple[int, str], tuple] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def version_model(version: ModelVersion):
+    """The version's network in eval mode and its parameters, kept for the next call (a few at most)."""
+    from ranking.checkpoints import load_model
+
+    key = (version.pk, version.weights_sha256)
+    with _models_lock:
+        if key in _models:
+            _models.move_to_end(key)
+            return _models[key]
+    model, _, params = load_model(Path(settings.RANKING_MODELS_DIR) / version.weights_file)
+    with _models_lock:
+        _models[key] = (model, params)
+        while len(_models) > 3:
+            _models.popitem(last=False)
+    return model, params
+
+
+def embedding_vectors(*, version: ModelVersion, image_ids: list[int]) -> dict[int, np.ndarray]:
+    """Stored embeddings of the given images under the version (missing ones are absent)."""
+    rows = Embedding.objects.filter(version=version, image_id__in=image_ids).values_list("image_id", "vector")
+    return {image_id: np.asarray(vector, dtype=np.float32) for image_id, vector in rows}
+
+
+def triplet_accuracy_of_version(*, version: ModelVersion, triplets: list[tuple[int, int, int]]) -> float | None:
+    """Share of (query, more similar, less similar) triplets the version's stored embeddings get right."""
+    vectors = embedding_vectors(version=version, image_ids=list({i for t in triplets for i in t}))
+    scored = [t for t in triplets if all(i in vectors for i in t)]
+    if not scored:
+        return None
+    right = sum(
+        float(np.sum((vectors[q] - vectors[p]) ** 2)) < float(np.sum((vectors[q] - vectors[n]) ** 2))
+        for q, p, n in scored
+    )
+    return right / len(scored)
+
+
+def embed_file(*, version: ModelVersion, path: str | Path) -> np.ndarray:
+    """Embed an image file (an upload, say) that need not be in the library."""
+    from ranking.data import load_image
+    from ranking.training import embed_images, resolve_device
+
+    model, params = version_model(version)
+    image = load_image(path, params["image_size"])[None]
+    return embed_images(model, image, resolve_device(settings.RANKING_DEVICE))[0].numpy()
+
+
+def image_search(
+    *,
+    criterion: SimilarityCriterion | int | str | None = None,
+    image_id: int | None = None,
+    vector: np.ndarray | None = None,
+    k: int = 10,
+    collection_id: int | None = None,
+    label: str | None = None,
+    version: ModelVersion | None = None,
+    ef_search: int | None = None,
+) -> list[SearchHit]:
+    """The ``k`` library images nearest the query under the criterion's active version.
+
+    The query is a library image (``image_id``; never returned itself) or a
+    vector (from ``embed_file`` for an upload). The HNSW index answers; filters
+    on collection or label use pgvector's iterative scans, so a selective filter
+    still returns ``k`` results rather than the few that survive among the
+    first ``ef_search`` candidates.
+    """
+    version = version or active_version(criterion=criterion)
+    if vector is None:
+        if image_id is None:
+            raise ValueError("give image_id or vector")
+        vector = embedding_vectors(version=version, image_ids=[image_id]).get(image_id)
+        if vector is None:
+            from ranking.services.embeddings import embed_and_store
+
+            embed_and_store(version=version, image_ids=[image_id])
+            vector = embedding_vectors(version=version, image_ids=[image_id]).get(image_id)
+            if vector is None:
+                raise ValueError(f"image {image_id} could not be embedded (file unreadable?)")
+    rows = _nearest(version, np.asarray(vector, dtype=np.float32), k, image_id, collection_id, label,
+                    ef_search or settings.RANKING_HNSW_EF_SEARCH)
+    images = Image.objects.select_related("document", "collection").in_bulk([r[0] for r in rows])
+    return [SearchHit(images[i], float(d)) for i, d in rows if i in images]
+
+
+def _nearest(version, vector, k, exclude_id, collection_id, label, ef_search) -> list[tuple[int, float]]:
+    dim = int(version.embedding_dim)
+    # The version id and dimension are inlined (they are integers from the database):
+    # the planner can only pick the version's partial index for a literal predicate.
+    where = [f"e.version_id = {int(version.pk)}"]
+    params: list = []
+    join = ""
+    if exclude_id is not None:
+        where.append("e.image_id <> %s")
+        params.append(exclude_id)
+    if collection_id is not None or label is not None:
+        join = "JOIN imagesearch_image i ON i.id = e.image_id"
+        if collection_id is not None:
+            where.append("i.collection_id = %s")
+            params.append(collection_id)
+        if label is not None:
+            where.append("i.label = %s")
+            params.append(label)
+    distance = f"(e.vector::vector({dim})) <=> %s::vector({dim})"
+    sql = (
+        f"WITH hits AS MATERIALIZED (SELECT e.image_id, {distance} AS distance FROM ranking_embedding e {join} "
+        f"WHERE {' AND '.join(where)} ORDER BY {distance} LIMIT %s) "
+        "SELECT image_id, distance FROM hits ORDER BY distance, image_id"
+    )
+    literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(int(ef_search), k))])
+        # relaxed_order: keep scanning the graph until k rows pass the filters; the outer
+        # ORDER BY restores exact order among them.
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        cursor.execute(sql, [literal, *params, literal, k])
+        return cursor.fetchall()

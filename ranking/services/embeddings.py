@@ -1,0 +1,219 @@
+"""Computing a model version's embeddings of the library, in resumable chunks, and indexing them.
+
+``embeddings_refresh_start`` cuts the images that lack an embedding under a
+version into ranges of ids (``EmbeddingChunk``), one Celery task each, spread
+over every worker. A chunk upserts on (version, image), so running it twice —
+after a worker died mid-way and the broker redelivered it, say — does no harm;
+starting a refresh again only creates chunks for what is still missing. The
+last chunk to finish builds the version's HNSW index, marks it ready, and may
+activate it (see ``versions.version_auto_activate``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from imagesearch.models import Image, Job
+from imagesearch.services.jobs import job_advance, job_create, job_finish, job_start
+from ranking.models import Embedding, EmbeddingChunk, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+REFRESH_JOB_KIND = "refresh_embeddings"
+
+
+def _missing_image_ids(version: ModelVersion):
+    return Image.objects.exclude(
+        pk__in=Embedding.objects.filter(version=version).values("image_id")
+    ).order_by("pk").values_list("pk", flat=True)
+
+
+def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool = True) -> Job:
+    """Create the chunks that embed every image still lacking an embedding under the version.
+
+    With ``dispatch`` the chunk tasks are queued once the transaction commits;
+    without it, run them with ``embeddings_refresh_run_inline``.
+    """
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        if version.status in (ModelVersion.Status.TRAINING, ModelVersion.Status.FAILED,
+                              ModelVersion.Status.RETIRED) or not version.weights_file:
+            raise ValueError(f"version {version.pk} is {version.status}: it has no weights to embed with")
+        ids = list(_missing_image_ids(version))
+        job = job_create(
+            kind=REFRESH_JOB_KIND, total=len(ids), created_by=created_by,
+            params={"version_id": version.pk, "criterion_id": version.criterion_id},
+            message=f"Embedding {len(ids):,} images with version {version.pk}.",
+        )
+        size = settings.RANKING_EMBED_CHUNK_SIZE
+        EmbeddingChunk.objects.bulk_create(
+            EmbeddingChunk(version=version, job=job, first_image_id=ids[i],
+                           last_image_id=ids[min(i + size, len(ids)) - 1], size=len(ids[i : i + size]))
+            for i in range(0, len(ids), size)
+        )
+        version.embedding_job = job
+        if version.status == ModelVersion.Status.TRAINING:
+            version.status = ModelVersion.Status.EMBEDDING
+        version.save(update_fields=["embedding_job", "status"])
+        if not ids:
+            transaction.on_commit(lambda: embeddings_finalize(version_id=version_id))
+        elif dispatch:
+            from ranking.tasks import embed_chunk
+
+            chunk_ids = list(EmbeddingChunk.objects.filter(job=job).values_list("pk", flat=True))
+            transaction.on_commit(lambda: [embed_chunk.delay(c) for c in chunk_ids])
+    return job
+
+
+def embeddings_refresh_run_inline(*, job_id: int) -> None:
+    for chunk_id in EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).values_list(
+        "pk", flat=True
+    ):
+        embedding_chunk_process(chunk_id=chunk_id)
+
+
+def embedding_chunk_process(*, chunk_id: int) -> None:
+    """Embed one chunk. Safe to call again (it then does nothing, or redoes the same upserts)."""
+    chunk = EmbeddingChunk.objects.select_related("version", "job").get(pk=chunk_id)
+    if chunk.status == EmbeddingChunk.Status.DONE or chunk.job.is_finished:
+        return
+    job_start(job_id=chunk.job_id)
+    images = list(
+        _missing_image_ids(chunk.version).filter(pk__gte=chunk.first_image_id, pk__lte=chunk.last_image_id)
+    )
+    embedded = embed_and_store(version=chunk.version, image_ids=images)
+    with transaction.atomic():
+        chunk = EmbeddingChunk.objects.select_for_update().get(pk=chunk_id)
+        # Locking the job row serialises the chunks' last steps: exactly one sees none pending.
+        Job.objects.select_for_update().get(pk=chunk.job_id)
+        if chunk.status == EmbeddingChunk.Status.DONE:
+            return
+        chunk.status = EmbeddingChunk.Status.DONE
+        chunk.embedded = embedded
+        chunk.save(update_fields=["status", "embedded"])
+        job_advance(job_id=chunk.job_id, done=chunk.size)
+        last = not EmbeddingChunk.objects.filter(job_id=chunk.job_id, status=EmbeddingChunk.Status.PENDING).exists()
+    if last:
+        embeddings_finalize(version_id=chunk.version_id)
+
+
+def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
+    """Embed the given images with the version and upsert their rows; returns how many were stored.
+
+    Files that cannot be read are skipped with a warning (they get no row, so a
+    later refresh tries again); the rest are stored.
+    """
+    if not image_ids:
+        return 0
+    from ranking.data import iter_image_batches
+    from ranking.selectors import version_model
+    from ranking.training import embed_images, resolve_device
+
+    model, params = version_model(version)
+    device = resolve_device(settings.RANKING_DEVICE)
+    size = params["image_size"]
+    rows = list(Image.objects.filter(pk__in=image_ids).order_by("pk").values_list("pk", "file"))
+    paths = [str(settings.MEDIA_ROOT / name) for _, name in rows]
+    stored = 0
+    offset = 0
+    for batch, ok in iter_image_batches(paths, size, batch_size=256):
+        vectors = embed_images(model, batch, device).numpy()
+        objs = []
+        for j in range(len(batch)):
+            image_id = rows[offset + j][0]
+            if ok[j]:
+                objs.append(Embedding(image_id=image_id, version_id=version.pk, vector=vectors[j]))
+            else:
+                logger.warning("image %s: file unreadable, not embedded (%s)", image_id, paths[offset + j])
+        offset += len(batch)
+        Embedding.objects.bulk_create(
+            objs, update_conflicts=True, unique_fields=["version", "image"], update_fields=["vector"]
+        )
+        stored += len(objs)
+    return stored
+
+
+def embeddings_finalize(*, version_id: int) -> None:
+    """Index a fully embedded version, mark it ready and close its job; maybe activate it."""
+    from ranking.services.versions import version_auto_activate
+
+    version = ModelVersion.objects.get(pk=version_id)
+    index_build(version=version)
+    missing = _missing_image_ids(version).count()
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        if version.status == ModelVersion.Status.EMBEDDING:
+            version.status = ModelVersion.Status.READY
+            version.save(update_fields=["status"])
+    if version.embedding_job_id:
+        note = f" {missing:,} images could not be read; run the refresh again to retry them." if missing else ""
+        job_finish(job_id=version.embedding_job_id, message=f"Embedded the library with version {version.pk}.{note}",
+                   result={"missing": missing})
+    if missing == 0:
+        version_auto_activate(version_id=version_id)
+
+
+def index_name_for(version: ModelVersion) -> str:
+    return f"ranking_embedding_hnsw_v{version.pk}"
+
+
+def index_build(*, version: ModelVersion) -> str:
+    """Build the version's partial HNSW index (concurrently: searches and writes go on meanwhile).
+
+    Building once the rows are in is much faster than growing the index row by
+    row; images embedded later are added to it as they are inserted.
+    """
+    name = index_name_for(version)
+    dim = int(version.embedding_dim)
+    # CONCURRENTLY cannot run in a transaction block (the tests run in one).
+    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
+    with connection.cursor() as cursor:
+        # An interrupted CONCURRENTLY build leaves an invalid index behind: drop it first.
+        cursor.execute(
+            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name]
+        )
+        row = cursor.fetchone()
+        if row and row[0]:
+            cursor.execute(f'DROP INDEX {concurrently} IF EXISTS "{name}"')
+        if connection.in_atomic_block:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # else: "pending trigger events"
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+        cursor.execute(
+            f'CREATE INDEX {concurrently} IF NOT EXISTS "{name}" ON ranking_embedding '
+            f"USING hnsw ((vector::vector({dim})) vector_cosine_ops) "
+            f"WITH (m = {int(settings.RANKING_HNSW_M)}, ef_construction = {int(settings.RANKING_HNSW_EF_CONSTRUCTION)}) "
+            f"WHERE version_id = {int(version.pk)}"
+        )
+        cursor.execute("RESET maintenance_work_mem")
+    ModelVersion.objects.filter(pk=version.pk).update(index_name=name)
+    return name
+
+
+def index_drop(*, version: ModelVersion) -> None:
+    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP INDEX {concurrently} IF EXISTS "{index_name_for(version)}"')
+    ModelVersion.objects.filter(pk=version.pk).update(index_name="")
+
+
+def embeddings_schedule_new_images(*, image_ids: Iterable[int]) -> None:
+    """After an import commits, embed its images with every version that keeps embeddings."""
+    image_ids = list(image_ids)
+    if not image_ids or not ModelVersion.objects.filter(status__in=ModelVersion.EMBEDDED_STATUSES).exists():
+        return
+    from ranking.tasks import embed_new_images
+
+    transaction.on_commit(lambda: embed_new_images.delay(image_ids))
+
+
+def embeddings_add_new_images(*, image_ids: list[int]) -> int:
+    """Embed the given images with every version that keeps embeddings; returns rows stored."""
+    stored = 0
+    for version in ModelVersion.objects.filter(status__in=ModelVersion.EMBEDDED_STATUSES, weights_file__gt=""):
+        missing = list(_missing_image_ids(version).filter(pk__in=image_ids))
+        stored += embed_and_store(version=version, image_ids=missing)
+    return stored

@@ -1,0 +1,321 @@
+"""Training model versions: the autoencoder baseline and the deep-ranking network.
+
+``training_start`` records a ModelVersion (status "training") and its Job and
+queues the Celery task; ``version_train`` does the work in the worker (or in
+process), writing a checkpoint each epoch so that a redelivered task resumes
+where the dead worker stopped. A trained version goes on to embed the library
+(``embeddings.embeddings_refresh_start``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from imagesearch.models import Image, Job
+from imagesearch.services.jobs import job_create, job_finish, job_start
+from ranking.models import ModelVersion, SimilarityCriterion
+
+logger = logging.getLogger(__name__)
+
+TRAIN_JOB_KIND = {ModelVersion.Kind.AUTOENCODER: "train_autoencoder", ModelVersion.Kind.RANKING: "train_ranking"}
+
+# Network parameters (what ``ranking.nets.build_model`` takes) per kind; the rest
+# of a version's hyperparameters configure training.
+MODEL_PARAMS = {
+    ModelVersion.Kind.AUTOENCODER: ("image_size", "embedding_dim", "width", "depth"),
+    ModelVersion.Kind.RANKING: ("backbone", "embedding_dim", "image_size", "weights"),
+}
+
+
+class TrainingError(Exception):
+    """Training cannot run (too few judgments, no images ...); the message says why."""
+
+
+class TrainingCancelled(Exception):
+    pass
+
+
+def default_hyperparameters(kind: str) -> dict:
+    if kind == ModelVersion.Kind.AUTOENCODER:
+        size = settings.RANKING_AUTOENCODER_IMAGE_SIZE
+        return {"image_size": size, "embedding_dim": 64, "width": 32, "depth": 2 if size <= 32 else 4,
+                "epochs": 10, "batch_size": 128, "lr": 2e-3, "max_images": settings.RANKING_TRAIN_MAX_IMAGES,
+                "seed": 0}
+    return {
+        "backbone": "resnet18", "weights": settings.RANKING_BACKBONE_WEIGHTS or None, "embedding_dim": 256,
+        "image_size": settings.RANKING_IMAGE_SIZE, "epochs": 15, "batch_size": 64, "lr": 1e-3,
+        "margin": 0.2, "in_batch_weight": 1.0, "pretrain_epochs": 8, "pretrain_batch_size": 256,
+        "pretrain_lr": 2e-3, "max_images": settings.RANKING_TRAIN_MAX_IMAGES, "val_fraction": 0.1,
+        "min_train_triplets": 20, "patience": 0, "seed": 0,
+    }
+
+
+def training_start(
+    *,
+    criterion: SimilarityCriterion,
+    kind: str,
+    hyperparameters: dict | None = None,
+    parent: ModelVersion | None = None,
+    created_by=None,
+    dispatch: bool = True,
+) -> ModelVersion:
+    """Record a new version and its training job; with ``dispatch``, queue the training task."""
+    if kind not in MODEL_PARAMS:
+        raise ValueError(f"unknown model kind {kind!r}")
+    params = {**default_hyperparameters(kind), **(hyperparameters or {})}
+    unknown = set(params) - set(default_hyperparameters(kind))
+    if unknown:
+        raise ValueError(f"unknown hyperparameters for {kind}: {', '.join(sorted(unknown))}")
+    if kind == ModelVersion.Kind.RANKING and parent is None:
+        parent = _latest_ranking_version(criterion)
+    with transaction.atomic():
+        job = job_create(kind=TRAIN_JOB_KIND[kind], total=params["epochs"], created_by=created_by,
+                         params={"criterion_id": criterion.pk}, message="Waiting for a worker.")
+        version = ModelVersion.objects.create(
+            criterion=criterion, kind=kind, hyperparameters=params, parent=parent,
+            created_by=created_by, training_job=job,
+        )
+        job.params["version_id"] = version.pk
+        job.save(update_fields=["params"])
+        if dispatch:
+            from ranking.tasks import train_autoencoder, train_ranking
+
+            task = train_autoencoder if kind == ModelVersion.Kind.AUTOENCODER else train_ranking
+            transaction.on_commit(lambda: task.delay(version.pk))
+    return version
+
+
+def _latest_ranking_version(criterion: SimilarityCriterion) -> ModelVersion | None:
+    """The version a new ranking training continues from: the active one, else the newest trained."""
+    trained = ModelVersion.objects.filter(
+        criterion=criterion, kind=ModelVersion.Kind.RANKING, weights_file__gt=""
+    ).exclude(status__in=[ModelVersion.Status.FAILED, ModelVersion.Status.RETIRED])
+    return trained.filter(status=ModelVersion.Status.ACTIVE).first() or trained.order_by("-pk").first()
+
+
+def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
+    """Train a version recorded by ``training_start``; then embed the library with it.
+
+    ``embed``: "dispatch" queues the embedding chunks, "inline" runs them here,
+    "no" leaves the version in status "embedding" with no refresh started.
+    A version no longer "training" is left alone (a redelivered task).
+    """
+    from ranking.checkpoints import save_model
+    from ranking.services.embeddings import embeddings_refresh_run_inline, embeddings_refresh_start
+
+    version = ModelVersion.objects.select_related("criterion").get(pk=version_id)
+    if version.status != ModelVersion.Status.TRAINING:
+        return version
+    job_id = version.training_job_id
+    job_start(job_id=job_id)
+    started = time.monotonic()
+    try:
+        if version.kind == ModelVersion.Kind.AUTOENCODER:
+            model, metrics = _train_autoencoder(version)
+        else:
+            model, metrics = _train_ranking(version)
+    except TrainingCancelled:
+        ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED, error="Cancelled.")
+        return ModelVersion.objects.get(pk=version.pk)
+    except Exception as exc:
+        logger.exception("training version %s failed", version.pk)
+        error = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
+        ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED, error=error)
+        job_finish(job_id=job_id, status=Job.Status.FAILED, error=error)
+        return ModelVersion.objects.get(pk=version.pk)
+
+    metrics["seconds"] = round(time.monotonic() - started, 1)
+    name = f"criterion-{version.criterion_id}/v{version.pk}.pt"
+    params = {k: version.hyperparameters[k] for k in MODEL_PARAMS[version.kind] if k in version.hyperparameters}
+    sha = save_model(model, settings.RANKING_MODELS_DIR / name, kind=version.kind, params=params)
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(
+            weights_file=name, weights_sha256=sha, embedding_dim=model.embedding_dim, metrics=metrics,
+            trained_at=timezone.now(), status=ModelVersion.Status.EMBEDDING,
+        )
+        job_finish(job_id=job_id, message=_training_summary(version, metrics), result=metrics)
+    _checkpoint_path(version).unlink(missing_ok=True)
+    _checkpoint_path(version, "pretrain").unlink(missing_ok=True)
+    if embed != "no":
+        job = embeddings_refresh_start(version_id=version.pk, created_by=version.created_by,
+                                       dispatch=embed == "dispatch")
+        if embed == "inline":
+            embeddings_refresh_run_inline(job_id=job.pk)
+    return ModelVersion.objects.get(pk=version.pk)
+
+
+def _training_summary(version: ModelVersion, metrics: dict) -> str:
+    text = f"Trained version {version.pk} ({version.get_kind_display()}) in {metrics['seconds']:.0f} s"
+    if metrics.get("val_accuracy") is not None:
+        text += f"; held-out triplet accuracy {metrics['val_accuracy']:.3f}"
+    return text + "."
+
+
+def _checkpoint_path(version: ModelVersion, phase: str = "train"):
+    return settings.RANKING_MODELS_DIR / f"criterion-{version.criterion_id}" / f"v{version.pk}-{phase}.ckpt"
+
+
+def _config(version: ModelVersion, phase: str, **overrides):
+    from ranking.training import TrainConfig
+
+    hp = version.hyperparameters
+    cfg = TrainConfig(
+        epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"], seed=hp.get("seed", 0),
+        device=settings.RANKING_DEVICE, checkpoint_path=str(_checkpoint_path(version, phase)),
+    )
+    for key in ("margin", "in_batch_weight", "patience"):
+        if key in hp:
+            setattr(cfg, key, hp[key])
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _progress(version: ModelVersion, phase: str, total_epochs: int):
+    """An epoch callback that records progress and stops the training when its job was cancelled."""
+    from imagesearch.services.jobs import job_advance
+
+    history: list[dict] = []
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        history.append(metrics)
+        job = Job.objects.only("status").get(pk=version.training_job_id)
+        if job.status == Job.Status.CANCELLED:
+            raise TrainingCancelled()
+        Job.objects.filter(pk=job.pk).update(
+            progress_total=total_epochs, message=f"{phase}: epoch {epoch + 1} of {total_epochs}, "
+            f"loss {metrics['loss']:.4f}" + (f", held-out accuracy {metrics['val_accuracy']:.3f}"
+                                             if "val_accuracy" in metrics else ""),
+        )
+        job_advance(job_id=job.pk, done=1)
+        ModelVersion.objects.filter(pk=version.pk).update(metrics={f"{phase}_history": history})
+
+    return on_epoch
+
+
+def _library_sample(max_images: int, seed: int) -> list[int]:
+    ids = list(Image.objects.order_by("pk").values_list("pk", flat=True))
+    if len(ids) > max_images:
+        ids = sorted(random.Random(seed).sample(ids, max_images))
+    return ids
+
+
+def _load(image_ids: list[int], size: int):
+    """Images as a uint8 tensor in the order of ``image_ids``; unreadable files are an error."""
+    from ranking.data import load_images
+
+    names = dict(Image.objects.filter(pk__in=image_ids).values_list("pk", "file"))
+    images, ok = load_images([settings.MEDIA_ROOT / names[i] for i in image_ids], size)
+    if not bool(ok.all()):
+        bad = [image_ids[i] for i in (~ok).nonzero().flatten().tolist()][:10]
+        logger.warning("%d images could not be read and are blank in training (ids %s…)", int((~ok).sum()), bad)
+    return images
+
+
+def _train_autoencoder(version: ModelVersion):
+    from ranking.nets import build_model
+    from ranking.training import fit_autoencoder, seed_everything
+
+    hp = version.hyperparameters
+    ids = _library_sample(hp["max_images"], hp.get("seed", 0))
+    if len(ids) < hp["batch_size"]:
+        raise TrainingError(f"The library has {len(ids)} images; the autoencoder needs at least {hp['batch_size']}.")
+    images = _load(ids, hp["image_size"])
+    seed_everything(hp.get("seed", 0))  # the same seed, the same initial weights
+    model = build_model("autoencoder", **{k: hp[k] for k in MODEL_PARAMS["autoencoder"]})
+    result = fit_autoencoder(model, images, _config(version, "train"),
+                             on_epoch=_progress(version, "train", hp["epochs"]))
+    return model, {"train_history": result.history, "images": len(ids), "resumed_from_epoch": result.resumed_from_epoch}
+
+
+def _train_ranking(version: ModelVersion):
+    import torch
+
+    from labeling.selectors import training_triplets
+    from ranking.checkpoints import load_model
+    from ranking.nets import build_model
+    from ranking.training import fit_contrastive, fit_ranking, seed_everything
+
+    hp = version.hyperparameters
+    triplets = training_triplets(criterion=version.criterion)
+    train, val = split_by_query(triplets, hp["val_fraction"], hp.get("seed", 0))
+    if len(train) < hp["min_train_triplets"]:
+        raise TrainingError(
+            f"{len(train)} usable judged triplets for '{version.criterion}'; at least {hp['min_train_triplets']} "
+            "are needed (answers 'can't tell' and ties are not used)."
+        )
+    parent = version.parent
+    params = {k: hp[k] for k in MODEL_PARAMS["ranking"]}
+    start_from_parent = (
+        parent is not None and parent.kind == ModelVersion.Kind.RANKING and parent.weights_file
+        and all(parent.hyperparameters.get(k) == params[k] for k in ("backbone", "embedding_dim", "image_size"))
+    )
+    pretrain_ids = [] if start_from_parent or not hp["pretrain_epochs"] else _library_sample(
+        hp["max_images"], hp.get("seed", 0))
+    ids = sorted(set(pretrain_ids) | {i for row in triplets for i in row})
+    position = {image_id: n for n, image_id in enumerate(ids)}
+    images = _load(ids, hp["image_size"])
+
+    seed_everything(hp.get("seed", 0))
+    model = build_model("ranking", **params)
+    metrics: dict = {"weights_init": getattr(model, "weights_used", "random")}
+    if start_from_parent:
+        parent_model, _, _ = load_model(settings.RANKING_MODELS_DIR / parent.weights_file)
+        model.load_state_dict(parent_model.state_dict())
+        metrics["weights_init"] = f"version {parent.pk}"
+    elif pretrain_ids:
+        cfg = _config(version, "pretrain", epochs=hp["pretrain_epochs"], batch_size=hp["pretrain_batch_size"],
+                      lr=hp["pretrain_lr"])
+        subset = images[torch.tensor([position[i] for i in pretrain_ids])]
+        result = fit_contrastive(model, subset, cfg, on_epoch=_progress(version, "pretrain", hp["pretrain_epochs"]))
+        metrics["pretrain_history"] = result.history
+        metrics["weights_init"] += f" + {hp['pretrain_epochs']} epochs self-supervised on {len(pretrain_ids)} images"
+
+    def as_index(rows):
+        return torch.tensor([[position[i] for i in row] for row in rows], dtype=torch.long).view(-1, 3)
+
+    cfg = _config(version, "train", patience=hp["patience"])
+    result = fit_ranking(model, images, as_index(train), cfg, as_index(val),
+                         on_epoch=_progress(version, "train", hp["epochs"]))
+    metrics.update({
+        "train_history": result.history, "train_triplets": len(train), "val_triplets": len(val),
+        "val_accuracy": result.best_accuracy, "best_epoch": result.best_epoch,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "baseline_val_accuracy": baseline_accuracies(criterion=version.criterion, triplets=val),
+    })
+    return model, metrics
+
+
+def split_by_query(triplets: list[tuple[int, int, int]], val_fraction: float, seed: int):
+    """Hold out every triplet of a random ``val_fraction`` of the query images.
+
+    Splitting by query, not by triplet, keeps the held-out measure honest: no
+    held-out query was seen as an anchor in training.
+    """
+    queries = sorted({q for q, _, _ in triplets})
+    random.Random(seed).shuffle(queries)
+    held = set(queries[: round(len(queries) * val_fraction)])
+    train = [t for t in triplets if t[0] not in held]
+    val = [t for t in triplets if t[0] in held]
+    return train, val
+
+
+def baseline_accuracies(*, criterion: SimilarityCriterion, triplets: list[tuple[int, int, int]]) -> dict:
+    """Held-out triplet accuracy of the criterion's active version and newest autoencoder, from stored embeddings."""
+    from ranking.selectors import triplet_accuracy_of_version
+
+    out = {}
+    active = ModelVersion.objects.filter(criterion=criterion, status=ModelVersion.Status.ACTIVE).first()
+    autoencoder = ModelVersion.objects.filter(
+        criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER, status__in=ModelVersion.EMBEDDED_STATUSES
+    ).order_by("-pk").first()
+    for key, version in (("active", active), ("autoencoder", autoencoder)):
+        if version is not None:
+            out[key] = triplet_accuracy_of_version(version=version, triplets=triplets)
+    return out

@@ -1,0 +1,104 @@
+"""Activating, rolling back and retiring model versions."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from imagesearch.models import Image
+from ranking.models import Embedding, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+class ActivationRefused(Exception):
+    """The version cannot serve searches (yet); the message says why."""
+
+
+def version_embeddings_missing(*, version: ModelVersion) -> int:
+    """How many library images have no embedding under the version."""
+    return Image.objects.exclude(pk__in=Embedding.objects.filter(version=version).values("image_id")).count()
+
+
+def version_activate(*, version_id: int) -> ModelVersion:
+    """Make the version the one its criterion searches with, in one atomic switch.
+
+    The previously active version goes back to "ready" (so rolling back is
+    activating it again). Refused while the version's embeddings are incomplete
+    or its index is not built.
+    """
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        if version.status == ModelVersion.Status.ACTIVE:
+            return version
+        if version.status != ModelVersion.Status.READY:
+            raise ActivationRefused(f"Version {version.pk} is {version.status}; only a ready version can be activated.")
+        missing = version_embeddings_missing(version=version)
+        if missing:
+            raise ActivationRefused(
+                f"Version {version.pk} has no embedding for {missing:,} images; refresh its embeddings first."
+            )
+        if not version.index_name:
+            raise ActivationRefused(f"Version {version.pk} has no search index yet.")
+        # Lock the criterion's versions so two activations cannot interleave; the
+        # partial unique constraint would reject the loser anyway.
+        list(ModelVersion.objects.select_for_update().filter(criterion_id=version.criterion_id))
+        ModelVersion.objects.filter(criterion_id=version.criterion_id, status=ModelVersion.Status.ACTIVE).update(
+            status=ModelVersion.Status.READY
+        )
+        version.status = ModelVersion.Status.ACTIVE
+        version.activated_at = timezone.now()
+        version.save(update_fields=["status", "activated_at"])
+    logger.info("activated %s", version)
+    return version
+
+
+def version_auto_activate(*, version_id: int) -> bool:
+    """Activate a freshly embedded version when it is at least as good as what serves now.
+
+    Policy: a criterion with no active version takes the first ready one. A
+    ranking version replaces the active one only when its held-out triplet
+    accuracy is at least the active version's and the autoencoder's on the same
+    held-out judgments (both measured at training time); otherwise it waits for
+    an admin. Nothing happens with RANKING_AUTO_ACTIVATE off.
+    """
+    if not settings.RANKING_AUTO_ACTIVATE:
+        return False
+    version = ModelVersion.objects.get(pk=version_id)
+    if version.status != ModelVersion.Status.READY:
+        return False
+    active = ModelVersion.objects.filter(criterion_id=version.criterion_id, status=ModelVersion.Status.ACTIVE).first()
+    if active is not None:
+        if version.kind != ModelVersion.Kind.RANKING:
+            return False
+        metrics = version.metrics or {}
+        own = metrics.get("val_accuracy")
+        baselines = [metrics.get("baseline_val_accuracy", {}).get(key) for key in ("active", "autoencoder")]
+        if own is None or any(b is not None and own < b for b in baselines):
+            logger.info("version %s not activated: held-out accuracy %s below %s", version.pk, own, baselines)
+            return False
+    try:
+        version_activate(version_id=version_id)
+    except ActivationRefused as exc:
+        logger.info("version %s not activated: %s", version.pk, exc)
+        return False
+    return True
+
+
+def version_retire(*, version_id: int, delete_weights: bool = False) -> ModelVersion:
+    """Drop a version's embeddings and index; the row (and by default its weights) stay for the record."""
+    from ranking.services.embeddings import index_drop
+
+    version = ModelVersion.objects.get(pk=version_id)
+    if version.status == ModelVersion.Status.ACTIVE:
+        raise ActivationRefused(f"Version {version.pk} is active; activate another version before retiring it.")
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    index_drop(version=version)
+    Embedding.objects.filter(version=version).delete()
+    if delete_weights and version.weights_file:
+        (settings.RANKING_MODELS_DIR / version.weights_file).unlink(missing_ok=True)
+    version.refresh_from_db()
+    return version

@@ -1,0 +1,68 @@
+"""Celery tasks of the ranking app: thin wrappers that take ids and call services.
+
+Training runs on the "gpu" queue, so that a worker on a machine with a GPU
+(``celery -A imagesearch worker -Q gpu``) takes it; embedding chunks run on
+"default", spread over every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+logger = logging.getLogger(__name__)
+
+_TRAINING = dict(bind=True, queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+_DB_RETRY = dict(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+
+
+@shared_task(name="ranking.train_autoencoder", **_TRAINING)
+def train_autoencoder(self, version_id: int) -> None:
+    from ranking.services.training import version_train
+
+    version_train(version_id=version_id)
+
+
+@shared_task(name="ranking.train_ranking", **_TRAINING)
+def train_ranking(self, version_id: int) -> None:
+    from ranking.services.training import version_train
+
+    version_train(version_id=version_id)
+
+
+@shared_task(name="ranking.refresh_embeddings", queue="default", soft_time_limit=600, time_limit=660, **_DB_RETRY)
+def refresh_embeddings(version_id: int) -> int:
+    """Queue chunks for every image still lacking an embedding under the version; returns the job id."""
+    from ranking.services.embeddings import embeddings_refresh_start
+
+    return embeddings_refresh_start(version_id=version_id).pk
+
+
+@shared_task(name="ranking.embed_chunk", bind=True, queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
+             **_DB_RETRY)
+def embed_chunk(self, chunk_id: int) -> None:
+    from imagesearch.models import Job
+    from imagesearch.services.jobs import job_finish
+    from ranking.models import EmbeddingChunk
+    from ranking.services.embeddings import embedding_chunk_process
+
+    try:
+        embedding_chunk_process(chunk_id=chunk_id)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        logger.exception("embedding chunk %s failed", chunk_id)
+        job_id = EmbeddingChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+        if job_id:
+            job_finish(job_id=job_id, status=Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(name="ranking.embed_new_images", queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
+             **_DB_RETRY)
+def embed_new_images(image_ids: list[int]) -> int:
+    from ranking.services.embeddings import embeddings_add_new_images
+
+    return embeddings_add_new_images(image_ids=image_ids)

@@ -1,0 +1,403 @@
+"""Training loops for the embedding networks, in the style of torchvision's reference scripts.
+
+Inputs are plain tensors: ``images`` is a uint8 tensor N×3×S×S (see
+``ranking.data.load_images``) and triplets are rows (query, positive, negative)
+of indices into it — the positive being the candidate the judges found more
+similar to the query. Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ranking import augment
+from ranking.checkpoints import cpu_state, load_checkpoint, save_atomic
+from ranking.losses import (
+    batch_all_label_hinge,
+    in_batch_negative_hinge,
+    in_batch_softmax,
+    nt_xent,
+    triplet_hinge,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    margin: float = 0.2
+    # weight of the hinge loss against the batch's other images (0 = judged triplets only)
+    in_batch_weight: float = 1.0
+    in_batch_loss: str = "hinge"  # "hinge" (batch-all) or "softmax" (InfoNCE, uses ``temperature``)
+    augment: bool = True
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"  # "auto", "fp32", "bf16", "fp16"
+    channels_last: bool | None = None  # None: on where it helps (CUDA, and CPU at ≥ 96 px)
+    seed: int = 0
+    patience: int = 0  # epochs without a better held-out accuracy before stopping; 0 = never
+    min_epochs: int = 0
+    checkpoint_path: str | None = None  # written each epoch; an existing one is resumed
+    temperature: float = 0.2  # contrastive pretraining
+    eval_batch_size: int = 512
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one dict of metrics per epoch
+    best_epoch: int = -1
+    best_accuracy: float | None = None
+    seconds: float = 0.0
+    resumed_from_epoch: int = 0
+
+
+EpochCallback = Callable[[int, dict], None]
+
+
+# ---------------------------------------------------------------- devices and precision
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype to train with, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # On the CPU, bf16 autocast pays only with hardware bf16: measured 1.65× for the
+    # resnet18 ranking network at 28 px on an AVX512-BF16 CPU (docs/benchmarks.md).
+    return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def use_channels_last(cfg: TrainConfig, device: torch.device, image_size: int) -> bool:
+    if cfg.channels_last is not None:
+        return cfg.channels_last
+    return device.type == "cuda" or image_size >= 96
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- batches
+
+
+def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 N×3×S×S on the CPU → float in [0, 1] on ``device``."""
+    x = batch.to(device, non_blocking=True).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.inference_mode()
+def embed_images(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+    precision: str = "auto",
+) -> torch.Tensor:
+    """Embeddings (float32, on the CPU) of a uint8 image tensor, in order."""
+    device = torch.device(device) if isinstance(device, str) else device
+    model.eval().to(device)
+    channels_last = device.type == "cuda" or images.shape[-1] >= 96
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    dtype = resolve_precision(precision, device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start : start + batch_size], device, channels_last)
+        with autocast(device, dtype):
+            out.append(model.embed(x).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, getattr(model, "embedding_dim", 0))
+
+
+@torch.inference_mode()
+def triplet_accuracy(embeddings: torch.Tensor, triplets: torch.Tensor) -> float:
+    """Share of triplets whose positive is nearer the query than the negative ("similarity precision")."""
+    if len(triplets) == 0:
+        return float("nan")
+    q, p, n = embeddings[triplets[:, 0]], embeddings[triplets[:, 1]], embeddings[triplets[:, 2]]
+    d_pos = (q - p).pow(2).sum(1)
+    d_neg = (q - n).pow(2).sum(1)
+    return (d_pos < d_neg).float().mean().item()
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, triplets: torch.Tensor, device: torch.device) -> float:
+    """Held-out triplet accuracy, embedding only the images the triplets use."""
+    if len(triplets) == 0:
+        return float("nan")
+    used, inverse = torch.unique(triplets, return_inverse=True)
+    embeddings = embed_images(model, images[used], device)
+    return triplet_accuracy(embeddings, inverse)
+
+
+# ---------------------------------------------------------------- the generic loop
+
+
+def _lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up, then cosine decay to zero over the configured epochs."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _fit(
+    model: nn.Module,
+    cfg: TrainConfig,
+    n_items: int,
+    step_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    validate: Callable[[], float] | None,
+    on_epoch: EpochCallback | None,
+    extra_params: list[nn.Parameter] | None = None,
+) -> FitResult:
+    """Mini-batch SGD over ``n_items`` training items, with checkpoints and early stopping.
+
+    ``step_loss(indices, generator)`` returns the loss of one batch of item
+    indices; ``validate()`` the held-out accuracy (higher is better) or None.
+    The model ends up with the weights of the best epoch when there is a
+    validation measure, of the last one otherwise.
+    """
+    generator = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    params = list(model.parameters()) + list(extra_params or [])
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    dtype = resolve_precision(cfg.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    steps_per_epoch = max(1, n_items // cfg.batch_size)  # drop the last, partial batch
+
+    result = FitResult()
+    best_state = None
+    start_epoch = 0
+    if cfg.checkpoint_path and Path(cfg.checkpoint_path).exists():
+        ckpt = load_checkpoint(cfg.checkpoint_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        result.history = list(ckpt["history"])
+        result.best_epoch = ckpt["best_epoch"]
+        result.best_accuracy = ckpt["best_accuracy"]
+        best_state = ckpt.get("best_model")
+        start_epoch = result.resumed_from_epoch = ckpt["epoch"] + 1
+        logger.info("resuming from epoch %d of %s", start_epoch, cfg.checkpoint_path)
+
+    started = time.monotonic()
+    for epoch in range(start_epoch, cfg.epochs):
+        epoch_started = time.monotonic()
+        model.train()
+        order = torch.randperm(n_items, generator=generator)
+        total_loss = 0.0
+        for step in range(steps_per_epoch):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, steps_per_epoch)
+            batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            with autocast(device, dtype):
+                loss = step_loss(batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total_loss += loss.item()
+        metrics = {"epoch": epoch, "loss": total_loss / steps_per_epoch,
+                   "seconds": round(time.monotonic() - epoch_started, 2)}
+        if validate is not None:
+            metrics["val_accuracy"] = accuracy = validate()
+            if result.best_accuracy is None or accuracy > result.best_accuracy:
+                result.best_accuracy, result.best_epoch = accuracy, epoch
+                best_state = cpu_state(model)
+        else:
+            result.best_epoch = epoch
+        result.history.append(metrics)
+        logger.info("epoch %s", metrics)
+        stop = (
+            cfg.patience > 0 and validate is not None and epoch + 1 >= cfg.min_epochs
+            and epoch - result.best_epoch >= cfg.patience
+        )
+        if cfg.checkpoint_path:
+            save_atomic(
+                {"model": cpu_state(model), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                 "history": result.history, "best_epoch": result.best_epoch,
+                 "best_accuracy": result.best_accuracy, "best_model": best_state,
+                 "config": cfg.to_dict()},
+                cfg.checkpoint_path,
+            )
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        if stop:
+            break
+    if best_state is not None and validate is not None:
+        model.load_state_dict(best_state)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _prepare(model: nn.Module, cfg: TrainConfig, image_size: int) -> tuple[torch.device, bool]:
+    device = resolve_device(cfg.device)
+    channels_last = use_channels_last(cfg, device, image_size)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return device, channels_last
+
+
+# ---------------------------------------------------------------- the three trainings
+
+
+def fit_autoencoder(
+    model: nn.Module, images: torch.Tensor, cfg: TrainConfig, on_epoch: EpochCallback | None = None
+) -> FitResult:
+    """Unsupervised: minimise the pixel reconstruction error of the library's images."""
+    device, channels_last = _prepare(model, cfg, images.shape[-1])
+
+    def step_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = to_input(images[batch], device, channels_last)
+        return F.mse_loss(model(x).float(), x)
+
+    return _fit(model, cfg, len(images), step_loss, None, on_epoch)
+
+
+def fit_contrastive(
+    model: nn.Module, images: torch.Tensor, cfg: TrainConfig, on_epoch: EpochCallback | None = None
+) -> FitResult:
+    """Self-supervised pretraining (SimCLR): two strong augmentations of an image must match.
+
+    The air-gapped stand-in for the paper's ImageNet pretraining: it teaches the
+    network the library's own visual vocabulary before any judgment exists. The
+    projection head is used for the loss only and discarded afterwards.
+    """
+    device, channels_last = _prepare(model, cfg, images.shape[-1])
+    dim = model.embedding_dim
+    head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 128)).to(device)
+
+    def step_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = to_input(images[batch], device, channels_last)
+        views = torch.cat([augment.strong(x, generator), augment.strong(x, generator)])
+        z = head(model(views).float())
+        return nt_xent(z[: len(batch)], z[len(batch) :], cfg.temperature)
+
+    return _fit(model, cfg, len(images), step_loss, None, on_epoch, extra_params=list(head.parameters()))
+
+
+def fit_ranking(
+    model: nn.Module,
+    images: torch.Tensor,
+    train_triplets: torch.Tensor,
+    cfg: TrainConfig,
+    val_triplets: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Deep ranking from judged triplets, plus the batch's other images as extra negatives.
+
+    Each triplet (q, p, n) gives the hinge loss of the paper; with
+    ``in_batch_weight`` > 0, q and p are also anchors for each other against every
+    other image in the batch (but their own pair), which multiplies the number of
+    constraints per judgment by the batch size.
+    """
+    device, channels_last = _prepare(model, cfg, images.shape[-1])
+    train_triplets = train_triplets.long()
+
+    def step_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        rows = train_triplets[batch]
+        ids, inverse = torch.unique(rows.flatten(), return_inverse=True)
+        x = to_input(images[ids], device, channels_last)
+        if cfg.augment:
+            x = augment.light(x, generator)
+        emb = model(x).float()
+        inverse = inverse.view(-1, 3).to(device)
+        q, p, n = emb[inverse[:, 0]], emb[inverse[:, 1]], emb[inverse[:, 2]]
+        loss = triplet_hinge(q, p, n, cfg.margin)
+        if cfg.in_batch_weight > 0:
+            anchors = torch.cat([inverse[:, 0], inverse[:, 1]])
+            partners = torch.cat([inverse[:, 1], inverse[:, 0]])
+            columns = torch.arange(len(ids), device=device)
+            invalid = (columns[None, :] == anchors[:, None]) | (columns[None, :] == partners[:, None])
+            if cfg.in_batch_loss == "softmax":
+                extra = in_batch_softmax(emb[anchors], emb[partners], emb, invalid, cfg.temperature)
+            else:
+                extra = in_batch_negative_hinge(emb[anchors], emb[partners], emb, invalid, cfg.margin)
+            loss = loss + cfg.in_batch_weight * extra
+        return loss
+
+    validate = None
+    if val_triplets is not None and len(val_triplets):
+        validate = lambda: evaluate(model, images, val_triplets.long(), device)  # noqa: E731
+    return _fit(model, cfg, len(train_triplets), step_loss, validate, on_epoch)
+
+
+def fit_labels(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    val_triplets: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Supervised with every image's class label (batch-all triplet loss): an upper bound."""
+    device, channels_last = _prepare(model, cfg, images.shape[-1])
+    labels = labels.long()
+
+    def step_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = to_input(images[batch], device, channels_last)
+        if cfg.augment:
+            x = augment.light(x, generator)
+        return batch_all_label_hinge(model(x).float(), labels[batch].to(device), cfg.margin)
+
+    validate = None
+    if val_triplets is not None and len(val_triplets):
+        validate = lambda: evaluate(model, images, val_triplets.long(), device)  # noqa: E731
+    return _fit(model, cfg, len(images), step_loss, validate, on_epoch)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).cpu()

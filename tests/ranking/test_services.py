@@ -1,0 +1,192 @@
+"""Model versions in the app: training, embedding, indexing, activation and search, on the real database."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from imagesearch.models import Image, Job
+from labeling.models import TripletJudgment
+from labeling.services import judgment_record, triplet_get_or_create
+from ranking.models import Embedding, EmbeddingChunk, ModelVersion
+from ranking.selectors import active_version, embed_file, embedding_vectors, image_search
+from ranking.services.embeddings import (
+    embed_and_store,
+    embedding_chunk_process,
+    embeddings_add_new_images,
+    embeddings_refresh_start,
+)
+from ranking.services.training import training_start, version_train
+from ranking.services.versions import ActivationRefused, version_activate, version_retire
+from tests import images
+from tests.factories import make_image
+from tests.ranking.conftest import TINY_AUTOENCODER, TINY_RANKING
+
+pytestmark = pytest.mark.django_db
+
+
+def test_fresh_install_has_one_default_criterion(criterion):
+    assert criterion.name == "Similarity" and "more similar" in criterion.question
+
+
+def test_autoencoder_trains_embeds_every_image_indexes_and_becomes_active(autoencoder, stripes_library, settings):
+    version = autoencoder
+    assert version.status == ModelVersion.Status.ACTIVE and version.activated_at
+    assert len(version.weights_sha256) == 64 and (settings.RANKING_MODELS_DIR / version.weights_file).exists()
+    assert version.embedding_dim == 8 and len(version.metrics["train_history"]) == 2
+    assert Embedding.objects.filter(version=version).count() == 16
+    assert version.index_name
+    training, embedding = Job.objects.get(pk=version.training_job_id), Job.objects.get(pk=version.embedding_job_id)
+    assert training.status == embedding.status == Job.Status.SUCCEEDED
+    assert embedding.progress_done == 16 and embedding.rate > 0
+    assert EmbeddingChunk.objects.filter(job=embedding, status="done").count() == 2  # chunks of 8
+
+
+def test_search_returns_the_exact_nearest_images_never_the_query(autoencoder, stripes_library):
+    query = stripes_library["v"][0]
+    hits = image_search(image_id=query, k=5)
+    vectors = embedding_vectors(version=autoencoder, image_ids=list(Image.objects.values_list("pk", flat=True)))
+    q = vectors[query]
+    exact = sorted((1 - float(np.dot(q, v)) / float(np.linalg.norm(q) * np.linalg.norm(v)), i)
+                   for i, v in vectors.items() if i != query)
+    assert [h.image.pk for h in hits] == [i for _, i in exact[:5]]
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+    assert all(abs(h.distance - d) < 1e-4 for h, (d, _) in zip(hits, exact))
+
+
+def test_search_goes_through_the_versions_hnsw_index(autoencoder):
+    vector = "[" + ",".join(["0.1"] * 8) + "]"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the planner show its hand
+        cursor.execute(
+            f"EXPLAIN SELECT image_id FROM ranking_embedding e WHERE e.version_id = {autoencoder.pk} "
+            f"ORDER BY (e.vector::vector(8)) <=> %s::vector(8) LIMIT 5", [vector])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert autoencoder.index_name in plan
+
+
+def test_filtered_search_still_returns_k_matching_images(autoencoder, stripes_library):
+    north = Image.objects.filter(collection__name="North").first().collection_id
+    hits = image_search(image_id=stripes_library["v"][0], k=6, label="h", collection_id=north, ef_search=1)
+    assert len(hits) == 4  # every "h" image in North: 4 of the 16
+    assert all(h.image.label == "h" and h.image.collection_id == north for h in hits)
+
+
+def test_search_by_an_uploaded_file_that_is_not_in_the_library(autoencoder, tmp_path):
+    path = tmp_path / "upload.png"
+    path.write_bytes(images.stripes(True, seed=999))
+    hits = image_search(vector=embed_file(version=autoencoder, path=path), k=3)
+    assert len(hits) == 3
+
+
+def test_the_database_allows_one_active_version_per_criterion(autoencoder, criterion):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelVersion.objects.create(criterion=criterion, kind="autoencoder", status=ModelVersion.Status.ACTIVE)
+
+
+def _second_autoencoder(criterion):
+    version = training_start(criterion=criterion, kind="autoencoder",
+                             hyperparameters={**TINY_AUTOENCODER, "seed": 1}, dispatch=False)
+    return version_train(version_id=version.pk, embed="no")
+
+
+def test_activation_is_refused_until_embeddings_are_complete_then_switches_and_rolls_back(autoencoder, criterion):
+    second = _second_autoencoder(criterion)
+    assert second.status == ModelVersion.Status.EMBEDDING
+    with pytest.raises(ActivationRefused, match="only a ready version"):
+        version_activate(version_id=second.pk)
+
+    job = embeddings_refresh_start(version_id=second.pk, dispatch=False)
+    first_chunk = EmbeddingChunk.objects.filter(job=job).first()
+    embedding_chunk_process(chunk_id=first_chunk.pk)  # half the library, as if a worker died after one chunk
+    ModelVersion.objects.filter(pk=second.pk).update(status=ModelVersion.Status.READY)  # even if forced ready
+    with pytest.raises(ActivationRefused, match="no embedding for 8 images"):
+        version_activate(version_id=second.pk)
+    assert active_version() == autoencoder  # search kept serving the old version
+
+    ModelVersion.objects.filter(pk=second.pk).update(status=ModelVersion.Status.EMBEDDING)
+    job = embeddings_refresh_start(version_id=second.pk, dispatch=False)  # resumes: only what is missing
+    assert job.progress_total == 8
+    for chunk in EmbeddingChunk.objects.filter(job=job):
+        embedding_chunk_process(chunk_id=chunk.pk)
+    second.refresh_from_db()
+    assert second.status == ModelVersion.Status.READY and second.index_name  # auto-activation: not for a 2nd AE
+
+    version_activate(version_id=second.pk)
+    assert active_version() == second
+    assert ModelVersion.objects.get(pk=autoencoder.pk).status == ModelVersion.Status.READY
+    version_activate(version_id=autoencoder.pk)  # roll back
+    assert active_version() == autoencoder
+
+
+def test_a_redelivered_chunk_stores_nothing_twice(autoencoder, criterion):
+    second = _second_autoencoder(criterion)
+    job = embeddings_refresh_start(version_id=second.pk, dispatch=False)
+    chunk = EmbeddingChunk.objects.filter(job=job).first()
+    ids = list(Image.objects.filter(pk__gte=chunk.first_image_id, pk__lte=chunk.last_image_id).values_list("pk", flat=True))
+    embed_and_store(version=second, image_ids=ids[:5])  # a worker stored part of the chunk, then died
+    embedding_chunk_process(chunk_id=chunk.pk)  # the broker redelivers it
+    embedding_chunk_process(chunk_id=chunk.pk)  # and once more, after it finished
+    assert Embedding.objects.filter(version=second).count() == 8
+    assert Job.objects.get(pk=job.pk).progress_done == 8
+
+
+def test_retiring_drops_embeddings_and_index_but_never_the_active_version(autoencoder, criterion):
+    with pytest.raises(ActivationRefused, match="is active"):
+        version_retire(version_id=autoencoder.pk)
+    second = _second_autoencoder(criterion)
+    job = embeddings_refresh_start(version_id=second.pk, dispatch=False)
+    for chunk in EmbeddingChunk.objects.filter(job=job):
+        embedding_chunk_process(chunk_id=chunk.pk)
+    retired = version_retire(version_id=second.pk)
+    assert retired.status == ModelVersion.Status.RETIRED and not retired.index_name
+    assert not Embedding.objects.filter(version=second).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [f"ranking_embedding_hnsw_v{second.pk}"])
+        assert cursor.fetchone()[0] is None
+
+
+def test_images_imported_later_are_embedded_with_the_versions_in_use(autoencoder):
+    image = make_image(data=images.stripes(True, seed=500), name="late.png")
+    assert embeddings_add_new_images(image_ids=[image.pk]) == 1
+    assert image_search(image_id=image.pk, k=3)
+
+
+def _judge_by_label(criterion, library, n, user=None):
+    """Answer triplets as an expert who knows the labels would."""
+    v, h = library["v"], library["h"]
+    for i in range(n):
+        query, same, other = (v, v, h) if i % 2 == 0 else (h, h, v)
+        q, p, o = query[i % 8], same[(i + 1 + i // 8) % 8], other[(i * 3) % 8]
+        if p == q:
+            continue
+        triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
+        answer = "a" if triplet.candidate_a_id == p else "b"
+        judgment_record(triplet=triplet, answer=answer, user=user, source=TripletJudgment.Source.SIMULATED)
+
+
+def test_ranking_version_trains_from_judgments_and_records_its_metrics(autoencoder, criterion, stripes_library):
+    _judge_by_label(criterion, stripes_library, 24)
+    version = training_start(criterion=criterion, kind="ranking", hyperparameters=TINY_RANKING, dispatch=False)
+    version = version_train(version_id=version.pk, embed="inline")
+    assert version.status in (ModelVersion.Status.READY, ModelVersion.Status.ACTIVE), version.error
+    metrics = version.metrics
+    assert metrics["train_triplets"] + metrics["val_triplets"] == 24 and metrics["val_triplets"] > 0
+    assert 0 <= metrics["val_accuracy"] <= 1 and "autoencoder" in metrics["baseline_val_accuracy"]
+    assert len(metrics["pretrain_history"]) == 1 and len(metrics["train_history"]) == 3
+    assert "self-supervised" in metrics["weights_init"]
+    assert Embedding.objects.filter(version=version).count() == 16
+    # the next ranking version continues from this one instead of pretraining again
+    child = training_start(criterion=criterion, kind="ranking", hyperparameters=TINY_RANKING, dispatch=False)
+    assert child.parent == version
+
+
+def test_ranking_training_with_too_few_judgments_fails_with_a_clear_message(autoencoder, criterion, stripes_library):
+    _judge_by_label(criterion, stripes_library, 3)
+    version = training_start(criterion=criterion, kind="ranking", hyperparameters=TINY_RANKING, dispatch=False)
+    version = version_train(version_id=version.pk, embed="inline")
+    assert version.status == ModelVersion.Status.FAILED
+    assert "usable judged triplets" in version.error
+    assert Job.objects.get(pk=version.training_job_id).status == Job.Status.FAILED
+    assert active_version() == autoencoder
