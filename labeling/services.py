@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -31,28 +31,32 @@ class CandidatePolicy:
     far_share: float = 0.5
 
 
-def triplets_generate(
+def triplet_candidates(
     *,
-    criterion: SimilarityCriterion,
     version: ModelVersion,
     query_ids: Iterable[int],
     policy: CandidatePolicy = CandidatePolicy(),
     seed: int | None = None,
-) -> list[Triplet]:
-    """One new candidate triplet per query id (repeat an id for more), from the version's neighbours.
+    exclude_ids: Collection[int] = frozenset(),
+) -> list[tuple[int, int, int, dict]]:
+    """Choose (query, near candidate, other candidate, origin) for each query id (repeat an id for more).
 
-    Returns the triplets created; a triplet that exists already is returned as it is.
+    Candidates come from the query's neighbours under ``version`` (see
+    ``CandidatePolicy``); images in ``exclude_ids`` are never candidates.
+    Nothing is stored: ``triplets_generate`` does that.
     """
     from ranking.selectors import image_search
 
     rng = random.Random(seed)
-    library = list(Image.objects.values_list("pk", flat=True))
+    library = [i for i in Image.objects.order_by("pk").values_list("pk", flat=True) if i not in exclude_ids]
     neighbours: dict[int, list[int]] = {}
-    created: list[Triplet] = []
+    chosen = []
     for query_id in query_ids:
         if query_id not in neighbours:
-            hits = image_search(version=version, image_id=query_id, k=policy.mid_ranks[1])
-            neighbours[query_id] = [hit.image.pk for hit in hits]
+            # with exclusions, ask for more so that enough neighbours remain
+            k = policy.mid_ranks[1] * (2 if exclude_ids else 1)
+            hits = image_search(version=version, image_id=query_id, k=k)
+            neighbours[query_id] = [h.image.pk for h in hits if h.image.pk not in exclude_ids][: policy.mid_ranks[1]]
         ranked = neighbours[query_id]
         if len(ranked) < 2:
             continue
@@ -65,10 +69,26 @@ def triplets_generate(
         else:
             other_rank = rng.randint(policy.mid_ranks[0], len(ranked))
             other = ranked[other_rank - 1]
-        origin = {"strategy": "neighbours", "version": version.pk, "ranks": [near_rank, other_rank]}
-        created.append(triplet_get_or_create(criterion=criterion, query_id=query_id, candidate_ids=(near, other),
-                                             origin=origin))
-    return created
+        chosen.append((query_id, near, other, {"strategy": "neighbours", "version": version.pk,
+                                                "ranks": [near_rank, other_rank]}))
+    return chosen
+
+
+def triplets_generate(
+    *,
+    criterion: SimilarityCriterion,
+    version: ModelVersion,
+    query_ids: Iterable[int],
+    policy: CandidatePolicy = CandidatePolicy(),
+    seed: int | None = None,
+    exclude_ids: Collection[int] = frozenset(),
+) -> list[Triplet]:
+    """Store one candidate triplet per query id (see ``triplet_candidates``); an existing one is reused."""
+    return [
+        triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(a, b), origin=origin)
+        for q, a, b, origin in triplet_candidates(version=version, query_ids=query_ids, policy=policy, seed=seed,
+                                                  exclude_ids=exclude_ids)
+    ]
 
 
 def triplet_get_or_create(

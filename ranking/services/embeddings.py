@@ -59,13 +59,13 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
         if version.status == ModelVersion.Status.TRAINING:
             version.status = ModelVersion.Status.EMBEDDING
         version.save(update_fields=["embedding_job", "status"])
-        if not ids:
-            transaction.on_commit(lambda: embeddings_finalize(version_id=version_id))
-        elif dispatch:
+        if ids and dispatch:
             from ranking.tasks import embed_chunk
 
             chunk_ids = list(EmbeddingChunk.objects.filter(job=job).values_list("pk", flat=True))
             transaction.on_commit(lambda: [embed_chunk.delay(c) for c in chunk_ids])
+    if not ids:
+        embeddings_finalize(version_id=version_id)
     return job
 
 

@@ -21,7 +21,7 @@ from ranking.services.training import training_start, version_train
 from ranking.services.versions import ActivationRefused, version_activate, version_retire
 from tests import images
 from tests.factories import make_image
-from tests.ranking.conftest import TINY_AUTOENCODER, TINY_RANKING
+from tests.conftest import TINY_AUTOENCODER, TINY_RANKING
 
 pytestmark = pytest.mark.django_db
 

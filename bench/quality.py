@@ -1,0 +1,277 @@
+"""Search quality: raw pixels vs the autoencoder vs deep ranking vs an all-labels upper bound.
+
+    python -m bench.quality --images DIR [--triplets 5000] [--queries 1000] [--seed 0] [--json OUT]
+
+DIR holds one sub-folder per label (``python -m bench.fashion_mnist --out DIR``
+writes Fashion-MNIST that way). In a scratch database, through the app's own
+services, it:
+
+1. imports the images (the folder name is each image's label);
+2. trains the autoencoder, embeds and indexes the library with it;
+3. holds out ``--queries`` images: they are never in a training triplet;
+4. draws candidate triplets from autoencoder neighbours exactly as the labeling
+   app serves them (``labeling.services.triplets_generate``) and answers them
+   with a simulated expert who knows the labels, stored as judgments: the
+   candidate sharing the query's label is more similar; "can't tell" when both
+   or neither do;
+5. trains deep ranking on the aggregated judgments and embeds the library;
+6. trains the same network with every image's label (the upper bound);
+7. reports, for each method, P@10 (share of the 10 nearest library images that
+   share the query's label, averaged over the held-out queries) and held-out
+   triplet accuracy (triplets drawn the same way around the held-out queries,
+   answerable ones only), plus wall time per phase.
+
+The last line printed is the JSON summary. The scratch database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=Path, required=True, help="folder with one sub-folder per label")
+    p.add_argument("--triplets", type=int, default=5000, help="judgments to simulate")
+    p.add_argument("--queries", type=int, default=1000, help="held-out query images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="also write the summary here")
+    p.add_argument("--image-size", type=int, default=28, help="deep-ranking input size, px")
+    p.add_argument("--autoencoder-size", type=int, default=28)
+    p.add_argument("--autoencoder-epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=12, help="deep-ranking epochs")
+    p.add_argument("--pretrain-epochs", type=int, default=0, help="self-supervised epochs before ranking")
+    p.add_argument("--upper-epochs", type=int, default=None, help="default: --epochs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other ranking hyperparameter (see manage.py train --list-hyperparameters)")
+    p.add_argument("--far-share", type=float, default=0.5, help="share of candidates drawn from the whole library")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--keep-database", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from bench.ingest import drop_database, scratch_database
+
+    work = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    name = f"bench_quality_{os.getpid()}"
+    url, admin = scratch_database(name)
+    os.environ.update({
+        "DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "imagesearch.settings",
+        "RANKING_DEVICE": args.device, "RANKING_IMAGE_SIZE": str(args.image_size),
+        "RANKING_AUTOENCODER_IMAGE_SIZE": str(args.autoencoder_size), "RANKING_AUTO_ACTIVATE": "1",
+        "RANKING_EMBED_CHUNK_SIZE": "2048", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+    })
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        summary = run(args)
+    finally:
+        if not args.keep_database:
+            from django.db import connections
+
+            connections.close_all()
+            drop_database(admin, name)
+    line = json.dumps(summary)
+    if args.json:
+        args.json.write_text(line + "\n")
+    print(line)
+    return summary
+
+
+class Phases:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn, *a, **kw):
+        print(f"[{time.strftime('%H:%M:%S')}] {name} …", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        out = fn(*a, **kw)
+        self.seconds[name] = round(time.monotonic() - start, 1)
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {self.seconds[name]} s", file=sys.stderr, flush=True)
+        return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from imagesearch.models import Image
+    from labeling.models import TripletJudgment
+    from labeling.services import CandidatePolicy, judgment_record, triplet_candidates, triplets_generate
+    from ranking.management.commands.train import parse_settings
+    from ranking.models import ModelVersion
+    from ranking.selectors import active_version, image_search
+    from ranking.services.criteria import criterion_default
+    from ranking.services.training import training_start, version_train
+
+    phases = Phases()
+    started = time.monotonic()
+    rng = random.Random(args.seed)
+
+    phases.run("import", _import, args.images)
+    rows = list(Image.objects.order_by("pk").values_list("pk", "label"))
+    ids = np.array([r[0] for r in rows])
+    label_of = {pk: label for pk, label in rows}
+    criterion = criterion_default()
+
+    autoencoder = phases.run("train autoencoder", lambda: version_train(version_id=training_start(
+        criterion=criterion, kind="autoencoder", dispatch=False,
+        hyperparameters={"epochs": args.autoencoder_epochs, "seed": args.seed}).pk, embed="inline"))
+    assert autoencoder.status == ModelVersion.Status.ACTIVE, autoencoder.error
+
+    held_out = sorted(rng.sample(list(ids), args.queries))
+    held = set(held_out)
+    pool = [int(i) for i in ids if i not in held]
+    policy = CandidatePolicy(far_share=args.far_share)
+
+    def simulate():
+        queries = [rng.choice(pool) for _ in range(args.triplets)]
+        triplets = triplets_generate(criterion=criterion, version=autoencoder, query_ids=queries, policy=policy,
+                                     seed=args.seed, exclude_ids=held)
+        answers = {"a": 0, "b": 0, "unsure": 0}
+        for t in triplets:
+            answer = expert_answer(label_of[t.query_id], label_of[t.candidate_a_id], label_of[t.candidate_b_id])
+            answers[answer] += 1
+            judgment_record(triplet=t, answer=answer, source=TripletJudgment.Source.SIMULATED)
+        return answers
+
+    answers = phases.run("candidate triplets and simulated judgments", simulate)
+    val = []
+    for q, a, b, _ in triplet_candidates(version=autoencoder, query_ids=held_out * 2, policy=policy,
+                                         seed=args.seed + 1):
+        answer = expert_answer(label_of[q], label_of[a], label_of[b])
+        if answer != "unsure":
+            val.append((q, a, b) if answer == "a" else (q, b, a))
+
+    hyper = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seed": args.seed,
+             **parse_settings(args.set)}
+    ranking = phases.run("train deep ranking", lambda: version_train(version_id=training_start(
+        criterion=criterion, kind="ranking", dispatch=False, hyperparameters=hyper).pk, embed="inline"))
+    if ranking.status == ModelVersion.Status.FAILED:
+        raise SystemExit(f"deep ranking failed: {ranking.error}")
+
+    index = {int(pk): n for n, pk in enumerate(ids)}
+    labels = np.array([label_of[int(pk)] for pk in ids])
+    queries = np.array([index[q] for q in held_out])
+    val_idx = np.array([[index[i] for i in t] for t in val])
+
+    def scores(vectors: np.ndarray) -> dict:
+        return {"p_at_10": precision_at_k(vectors, labels, queries, 10),
+                "triplet_accuracy": triplet_accuracy(vectors, val_idx)}
+
+    results = {}
+    raw, raw_upper = phases.run("raw pixels and upper bound", _raw_and_upper, ids, labels, args, ranking)
+    results["raw_pixels"] = scores(raw)
+    for key, version in (("autoencoder", autoencoder), ("deep_ranking", ranking)):
+        results[key] = scores(_stored_vectors(version, ids))
+    results["upper_bound"] = scores(raw_upper)
+    ae, dr, up = (results[k]["p_at_10"] for k in ("autoencoder", "deep_ranking", "upper_bound"))
+    ranking.refresh_from_db()
+
+    # The app's own search (HNSW through pgvector) for the active version, on a sample of the held-out queries.
+    served = active_version(criterion=criterion)
+    sample = held_out[:200]
+    hnsw_p10 = float(np.mean([
+        np.mean([h.image.label == label_of[q] for h in image_search(version=served, image_id=q, k=10)])
+        for q in sample]))
+
+    return {
+        "dataset": str(args.images), "images": len(ids), "held_out_queries": len(held_out),
+        "judgments": args.triplets, "answers": answers,
+        "training_triplets": ranking.metrics.get("train_triplets"), "validation_triplets_in_training":
+            ranking.metrics.get("val_triplets"), "evaluation_triplets": len(val),
+        "results": results, "gap_closed": (dr - ae) / (up - ae) if up != ae else None,
+        "active_version": {"kind": served.kind, "p_at_10_via_hnsw": hnsw_p10},
+        "ranking_val_accuracy": ranking.metrics.get("val_accuracy"),
+        "ranking_hyperparameters": ranking.hyperparameters, "seconds": phases.seconds,
+        "total_seconds": round(time.monotonic() - started, 1), "seed": args.seed,
+    }
+
+
+def expert_answer(query: str, a: str, b: str) -> str:
+    """The simulated expert: the candidate sharing the query's label; "can't tell" if both or neither do."""
+    if (a == query) == (b == query):
+        return "unsure"
+    return "a" if a == query else "b"
+
+
+def precision_at_k(vectors, labels, queries, k: int) -> float:
+    """Mean share of each query's k nearest (cosine; itself excluded) that share its label."""
+    import numpy as np
+
+    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    sims = v[queries] @ v.T
+    sims[np.arange(len(queries)), queries] = -np.inf
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    return float((labels[top] == labels[queries][:, None]).mean())
+
+
+def triplet_accuracy(vectors, triplets) -> float:
+    import numpy as np
+
+    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    q, p, n = v[triplets[:, 0]], v[triplets[:, 1]], v[triplets[:, 2]]
+    return float((((q - p) ** 2).sum(1) < ((q - n) ** 2).sum(1)).mean())
+
+
+def _import(folder: Path) -> None:
+    from imagesearch.services.ingest import ingest_job_create, ingest_job_run_inline
+
+    job = ingest_job_create(paths=[str(folder)], collection_name="Benchmark", label_from_folder=True)
+    ingest_job_run_inline(job_id=job.pk)
+
+
+def _stored_vectors(version, ids):
+    import numpy as np
+
+    from ranking.selectors import embedding_vectors
+
+    found = embedding_vectors(version=version, image_ids=[int(i) for i in ids])
+    return np.stack([found[int(i)] for i in ids])
+
+
+def _raw_and_upper(ids, labels, args, ranking):
+    """Raw pixels at the network's input size, and the network trained on every image's label."""
+    import numpy as np
+    import torch
+    from django.conf import settings
+
+    from imagesearch.models import Image
+    from ranking.data import load_images
+    from ranking.nets import build_model
+    from ranking.training import TrainConfig, embed_images, fit_contrastive, fit_labels, seed_everything
+
+    names = dict(Image.objects.values_list("pk", "file"))
+    images, _ = load_images([settings.MEDIA_ROOT / names[int(i)] for i in ids], args.image_size)
+    raw = images.flatten(1).float().numpy()
+    hp = ranking.hyperparameters
+    seed_everything(args.seed)
+    model = build_model("ranking", backbone=hp["backbone"], embedding_dim=hp["embedding_dim"],
+                        image_size=hp["image_size"], weights=hp["weights"])
+    if hp["pretrain_epochs"]:
+        fit_contrastive(model, images, TrainConfig(epochs=hp["pretrain_epochs"], batch_size=hp["pretrain_batch_size"],
+                                                   lr=hp["pretrain_lr"], seed=args.seed, device=args.device))
+    _, codes = np.unique(labels, return_inverse=True)
+    fit_labels(model, images, torch.from_numpy(codes), TrainConfig(
+        epochs=args.upper_epochs or args.epochs, batch_size=128, lr=hp["lr"], margin=hp["margin"],
+        seed=args.seed, device=args.device))
+    return raw, embed_images(model, images, device=torch.device(
+        "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")).numpy()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The management commands a user runs: train, refresh_embeddings, activate_model, search."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from ranking.models import ModelVersion
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+TINY = ["--set", "epochs=1", "--set", "batch_size=8", "--set", "width=8", "--set", "embedding_dim=8"]
+
+
+def test_train_refresh_activate_and_search_from_the_command_line(stripes_library, capsys, tmp_path):
+    with pytest.raises(CommandError, match="no active model"):
+        call_command("search", "1")
+
+    call_command("train", "--kind", "autoencoder", "--inline", *TINY)
+    out = capsys.readouterr()
+    first = ModelVersion.objects.get()
+    assert "is active" in out.out and first.status == ModelVersion.Status.ACTIVE
+
+    call_command("train", "--kind", "autoencoder", "--inline", *TINY, "--set", "seed=3")
+    second = ModelVersion.objects.exclude(pk=first.pk).get()
+    assert second.status == ModelVersion.Status.READY  # a second autoencoder waits for an admin
+    call_command("activate_model", str(second.pk))
+    call_command("activate_model", "--list")
+    out = capsys.readouterr().out
+    assert f"Version {second.pk} of 'Similarity' is active." in out
+    assert f"{first.pk:>5}  autoencoder  ready" in out
+
+    query = stripes_library["v"][0]
+    call_command("search", str(query), "--k", "4")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and f"#{query} " not in "".join(lines[1:])
+
+    upload = tmp_path / "q.png"
+    upload.write_bytes(images.stripes(False, seed=77))
+    call_command("search", str(upload), "--k", "2", "--label", "h")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all("[h]" in line for line in lines[1:])
+
+    call_command("refresh_embeddings", str(second.pk), "--inline")
+    assert "Embedding 0 images" in capsys.readouterr().out
+
+    with pytest.raises(CommandError, match="unknown hyperparameters"):
+        call_command("train", "--kind", "autoencoder", "--inline", "--set", "epoch=1")
+    with pytest.raises(CommandError, match="is active"):
+        call_command("activate_model", str(second.pk), "--retire")
