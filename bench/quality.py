@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=28, help="deep-ranking input size, px")
     p.add_argument("--autoencoder-size", type=int, default=28)
     p.add_argument("--autoencoder-epochs", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=12, help="deep-ranking epochs")
+    p.add_argument("--epochs", type=int, default=30, help="deep-ranking epochs")
     p.add_argument("--pretrain-epochs", type=int, default=0, help="self-supervised epochs before ranking")
     p.add_argument("--upper-epochs", type=int, default=None, help="default: --epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

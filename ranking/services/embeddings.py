@@ -43,6 +43,7 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
         if version.status in (ModelVersion.Status.TRAINING, ModelVersion.Status.FAILED,
                               ModelVersion.Status.RETIRED) or not version.weights_file:
             raise ValueError(f"version {version.pk} is {version.status}: it has no weights to embed with")
+        _supersede_unfinished_refreshes(version)
         ids = list(_missing_image_ids(version))
         job = job_create(
             kind=REFRESH_JOB_KIND, total=len(ids), created_by=created_by,
@@ -67,6 +68,14 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
     if not ids:
         embeddings_finalize(version_id=version_id)
     return job
+
+
+def _supersede_unfinished_refreshes(version: ModelVersion) -> None:
+    """A new refresh replaces one left unfinished (its worker died, its messages were lost)."""
+    stale = Job.objects.filter(kind=REFRESH_JOB_KIND, params__version_id=version.pk).exclude(status__in=Job.FINISHED)
+    for job_id in stale.values_list("pk", flat=True):
+        EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).delete()
+        job_finish(job_id=job_id, status=Job.Status.CANCELLED, message="Superseded by a newer refresh.")
 
 
 def embeddings_refresh_run_inline(*, job_id: int) -> None:

@@ -49,8 +49,11 @@ def default_hyperparameters(kind: str) -> dict:
                 "seed": 0}
     return {
         "backbone": "resnet18", "weights": settings.RANKING_BACKBONE_WEIGHTS or None, "embedding_dim": 256,
-        "image_size": settings.RANKING_IMAGE_SIZE, "epochs": 15, "batch_size": 64, "lr": 1e-3,
-        "margin": 0.2, "in_batch_weight": 1.0, "pretrain_epochs": 8, "pretrain_batch_size": 256,
+        "image_size": settings.RANKING_IMAGE_SIZE, "epochs": 30, "batch_size": 64, "lr": 1e-3,
+        "margin": 0.2, "in_batch_weight": 1.0, "in_batch_loss": "softmax", "temperature": 0.1,
+        # self-supervised (SimCLR) epochs on the library before the first ranking version;
+        # off by default: on a CPU it costs more than it gained here (docs/benchmarks.md)
+        "pretrain_epochs": 0, "pretrain_batch_size": 256,
         "pretrain_lr": 2e-3, "max_images": settings.RANKING_TRAIN_MAX_IMAGES, "val_fraction": 0.1,
         "min_train_triplets": 20, "patience": 0, "seed": 0,
     }
@@ -169,7 +172,7 @@ def _config(version: ModelVersion, phase: str, **overrides):
         epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"], seed=hp.get("seed", 0),
         device=settings.RANKING_DEVICE, checkpoint_path=str(_checkpoint_path(version, phase)),
     )
-    for key in ("margin", "in_batch_weight", "patience"):
+    for key in ("margin", "in_batch_weight", "in_batch_loss", "temperature", "patience"):
         if key in hp:
             setattr(cfg, key, hp[key])
     for key, value in overrides.items():

@@ -49,3 +49,15 @@ def test_train_refresh_activate_and_search_from_the_command_line(stripes_library
         call_command("train", "--kind", "autoencoder", "--inline", "--set", "epoch=1")
     with pytest.raises(CommandError, match="is active"):
         call_command("activate_model", str(second.pk), "--retire")
+
+
+def test_train_resume_finishes_a_version_left_training(stripes_library, capsys):
+    from ranking.services.criteria import criterion_default
+    from ranking.services.training import training_start
+
+    version = training_start(criterion=criterion_default(), kind="autoencoder", dispatch=False,
+                             hyperparameters={"epochs": 1, "batch_size": 8, "width": 8, "embedding_dim": 8})
+    call_command("train", "--resume", str(version.pk), "--inline")
+    assert ModelVersion.objects.get(pk=version.pk).status == ModelVersion.Status.ACTIVE
+    with pytest.raises(CommandError, match="not waiting for training"):
+        call_command("train", "--resume", str(version.pk), "--inline")

@@ -190,3 +190,15 @@ def test_ranking_training_with_too_few_judgments_fails_with_a_clear_message(auto
     assert "usable judged triplets" in version.error
     assert Job.objects.get(pk=version.training_job_id).status == Job.Status.FAILED
     assert active_version() == autoencoder
+
+
+def test_a_new_refresh_supersedes_one_whose_worker_died(autoencoder, criterion):
+    second = _second_autoencoder(criterion)
+    lost = embeddings_refresh_start(version_id=second.pk, dispatch=False)  # its messages never reach a worker
+    job = embeddings_refresh_start(version_id=second.pk, dispatch=False)
+    assert Job.objects.get(pk=lost.pk).status == Job.Status.CANCELLED
+    assert not EmbeddingChunk.objects.filter(job=lost).exists()
+    for chunk in EmbeddingChunk.objects.filter(job=job):
+        embedding_chunk_process(chunk_id=chunk.pk)
+    assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
+    assert ModelVersion.objects.get(pk=second.pk).status == ModelVersion.Status.READY

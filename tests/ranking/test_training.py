@@ -53,7 +53,7 @@ def test_a_tiny_model_overfits_a_handful_of_triplets():
     # each triplet contradicts what random features would say about half the time
     triplets = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11], [1, 0, 5], [4, 3, 8], [7, 6, 11], [10, 9, 2]])
     model = _tiny_ranking_net()
-    cfg = TrainConfig(epochs=60, batch_size=8, lr=3e-3, warmup_epochs=0, margin=0.5, in_batch_weight=0,
+    cfg = TrainConfig(epochs=25, batch_size=8, lr=3e-3, warmup_epochs=0, margin=0.5, in_batch_weight=0,
                       augment=False, precision="fp32", weight_decay=0)
     fit_ranking(model, images, triplets, cfg)
     model.eval()  # the final check uses running BatchNorm statistics, as search will
@@ -61,8 +61,8 @@ def test_a_tiny_model_overfits_a_handful_of_triplets():
 
 
 def test_training_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_does(tmp_path):
-    images = _images(40, seed=1)
-    triplets = torch.randint(0, 40, (64, 3), generator=torch.Generator().manual_seed(2))
+    images = _images(24, seed=1)
+    triplets = torch.randint(0, 24, (32, 3), generator=torch.Generator().manual_seed(2))
     base = dict(batch_size=16, lr=1e-3, precision="fp32", warmup_epochs=0)
 
     unbroken = _tiny_ranking_net()

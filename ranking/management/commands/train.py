@@ -43,21 +43,26 @@ class Command(BaseCommand):
         parser.add_argument("--list-hyperparameters", action="store_true")
         parser.add_argument("--inline", action="store_true", help="train and embed in this process")
         parser.add_argument("--no-wait", action="store_true", help="queue the training and return")
+        parser.add_argument("--resume", type=int, metavar="VERSION",
+                            help="finish a version left 'training' by a dead worker, from its last checkpoint")
 
     def handle(self, *args, **options):
         if options["list_hyperparameters"]:
             self.stdout.write(json.dumps(default_hyperparameters(options["kind"]), indent=2))
             return
-        criterion = criterion_resolve(options["criterion"])
         inline = options["inline"] or not workers_online(queue="gpu")
         if inline and not options["inline"]:
             self.stderr.write("No Celery worker consumes the 'gpu' queue; training in this process.")
-        try:
-            version = training_start(criterion=criterion, kind=options["kind"],
-                                     hyperparameters=parse_settings(options["set"]), dispatch=not inline)
-        except ValueError as exc:
-            raise CommandError(str(exc))
-        self.stdout.write(f"Version {version.pk} ({version.get_kind_display()}) for '{criterion}'.")
+        if options["resume"]:
+            version = self._resumable(options["resume"], dispatch=not inline)
+        else:
+            criterion = criterion_resolve(options["criterion"])
+            try:
+                version = training_start(criterion=criterion, kind=options["kind"],
+                                         hyperparameters=parse_settings(options["set"]), dispatch=not inline)
+            except ValueError as exc:
+                raise CommandError(str(exc))
+        self.stdout.write(f"Version {version.pk} ({version.get_kind_display()}) for '{version.criterion}'.")
         if options["no_wait"] and not inline:
             return
         try:
@@ -71,6 +76,17 @@ class Command(BaseCommand):
         if version.status == ModelVersion.Status.FAILED:
             raise CommandError(f"Training version {version.pk} failed: {version.error}")
         self.stdout.write(self.style.SUCCESS(describe(version)))
+
+    @staticmethod
+    def _resumable(version_id: int, dispatch: bool) -> ModelVersion:
+        version = ModelVersion.objects.filter(pk=version_id).first()
+        if version is None or version.status != ModelVersion.Status.TRAINING:
+            raise CommandError(f"Version {version_id} is not waiting for training.")
+        if dispatch:
+            from ranking.tasks import train_autoencoder, train_ranking
+
+            (train_autoencoder if version.kind == ModelVersion.Kind.AUTOENCODER else train_ranking).delay(version.pk)
+        return version
 
     def _wait(self, version: ModelVersion) -> ModelVersion:
         last = ""
