@@ -9,7 +9,6 @@ similar to the query. Nothing here imports Django.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import math
@@ -171,6 +170,7 @@ def triplet_accuracy(embeddings: torch.Tensor, triplets: torch.Tensor) -> float:
     return (d_pos < d_neg).float().mean().item()
 
 
+@torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, triplets: torch.Tensor, device: torch.device) -> float:
     """Held-out triplet accuracy, embedding only the images the triplets use."""
     if len(triplets) == 0:
@@ -191,6 +191,37 @@ def _lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
         return cfg.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    step_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    cfg: TrainConfig,
+    epoch: int,
+    n_items: int,
+    generator: torch.Generator,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> float:
+    """One pass over ``n_items`` in a random order (the last, partial batch dropped); the mean loss."""
+    model.train()
+    steps_per_epoch = max(1, n_items // cfg.batch_size)
+    order = torch.randperm(n_items, generator=generator)
+    total_loss = 0.0
+    for step in range(steps_per_epoch):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, steps_per_epoch)
+        batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        with autocast(device, dtype):
+            loss = step_loss(batch, generator)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total_loss += loss.item()
+    return total_loss / steps_per_epoch
 
 
 def _fit(
@@ -216,7 +247,6 @@ def _fit(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     dtype = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    steps_per_epoch = max(1, n_items // cfg.batch_size)  # drop the last, partial batch
 
     result = FitResult()
     best_state = None
@@ -237,22 +267,8 @@ def _fit(
     started = time.monotonic()
     for epoch in range(start_epoch, cfg.epochs):
         epoch_started = time.monotonic()
-        model.train()
-        order = torch.randperm(n_items, generator=generator)
-        total_loss = 0.0
-        for step in range(steps_per_epoch):
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, steps_per_epoch)
-            batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            with autocast(device, dtype):
-                loss = step_loss(batch, generator)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total_loss += loss.item()
-        metrics = {"epoch": epoch, "loss": total_loss / steps_per_epoch,
-                   "seconds": round(time.monotonic() - epoch_started, 2)}
+        loss = train_one_epoch(model, optimizer, scaler, step_loss, cfg, epoch, n_items, generator, device, dtype)
+        metrics = {"epoch": epoch, "loss": loss, "seconds": round(time.monotonic() - epoch_started, 2)}
         if validate is not None:
             metrics["val_accuracy"] = accuracy = validate()
             if result.best_accuracy is None or accuracy > result.best_accuracy:
@@ -399,7 +415,3 @@ def fit_labels(
     if val_triplets is not None and len(val_triplets):
         validate = lambda: evaluate(model, images, val_triplets.long(), device)  # noqa: E731
     return _fit(model, cfg, len(images), step_loss, validate, on_epoch)
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model).cpu()
