@@ -29,17 +29,17 @@ def neighbours(E, qs, k=100):
     E = torch.nn.functional.normalize(E.float(), dim=1)
     s = E[qs] @ E.T; s[torch.arange(len(qs)), qs] = -9
     return s.topk(k, dim=1).indices
-def make_triplets(E, qs, n, far, gen, exclude=None):
-    nb = neighbours(E, qs, 200)
+def make_triplets(E, qs, n, far, gen, exclude=None, near=(0, 10), mid=(10, 100)):
+    nb = neighbours(E, qs, 2 * mid[1])
     rows = []
     for j in torch.randint(len(qs), (n,), generator=gen).tolist():
         q = qs[j].item()
-        cand = [c for c in nb[j].tolist() if exclude is None or c not in exclude][:100]
-        a = cand[torch.randint(0, 10, (1,), generator=gen).item()]
+        cand = [c for c in nb[j].tolist() if exclude is None or c not in exclude][: mid[1]]
+        a = cand[torch.randint(near[0], near[1], (1,), generator=gen).item()]
         if torch.rand(1, generator=gen).item() < far:
             b = torch.randint(10000, (1,), generator=gen).item()
         else:
-            b = cand[torch.randint(10, 100, (1,), generator=gen).item()]
+            b = cand[torch.randint(mid[0], mid[1], (1,), generator=gen).item()]
         if b in (q, a): continue
         sa, sb = Y[a] == Y[q], Y[b] == Y[q]
         if sa and not sb: rows.append((q, a, b))
@@ -148,4 +148,12 @@ if plan == "b":
     selftrain(3, True, 1)
     selftrain(3, False, 3)
     selftrain(2, True, 3, epochs=30)
+    log("DONE")
+if plan == "c":  # candidate policies: which ranks the two candidates come from
+    for near, mid, far in (((0, 10), (10, 100), 0.5), ((0, 30), (30, 300), 0.5), ((0, 10), (10, 100), 0.0),
+                           ((0, 50), (50, 1000), 0.3)):
+        gg = torch.Generator().manual_seed(1)
+        trips[far] = (make_triplets(Eae, trainq, 5000, far, gg, held, near, mid), trips[0.5][1])
+        log("policy", near, mid, far, "answerable", len(trips[far][0]))
+        variant(far=far, epochs=int(os.environ.get("EPOCHS", "30")))
     log("DONE")
