@@ -380,6 +380,9 @@ def fit_ranking(
             partners = torch.cat([inverse[:, 1], inverse[:, 0]])
             columns = torch.arange(len(ids), device=device)
             invalid = (columns[None, :] == anchors[:, None]) | (columns[None, :] == partners[:, None])
+            # another row with the same anchor names one more image known to be similar to it
+            rows, others = (anchors[:, None] == anchors[None, :]).nonzero(as_tuple=True)
+            invalid[rows, partners[others]] = True
             if cfg.in_batch_loss == "softmax":
                 extra = in_batch_softmax(emb[anchors], emb[partners], emb, invalid, cfg.temperature)
             else:

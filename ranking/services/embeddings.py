@@ -11,6 +11,7 @@ activate it (see ``versions.version_auto_activate``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -24,6 +25,7 @@ from ranking.models import Embedding, EmbeddingChunk, ModelVersion
 logger = logging.getLogger(__name__)
 
 REFRESH_JOB_KIND = "refresh_embeddings"
+INDEX_LOCK_CLASS = 7301  # first key of this module's advisory locks
 
 
 def _missing_image_ids(version: ModelVersion):
@@ -66,7 +68,7 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
             chunk_ids = list(EmbeddingChunk.objects.filter(job=job).values_list("pk", flat=True))
             transaction.on_commit(lambda: [embed_chunk.delay(c) for c in chunk_ids])
     if not ids:
-        embeddings_finalize(version_id=version_id)
+        embeddings_finalize(version_id=version_id, job_id=job.pk)
     return job
 
 
@@ -88,7 +90,13 @@ def embeddings_refresh_run_inline(*, job_id: int) -> None:
 def embedding_chunk_process(*, chunk_id: int) -> None:
     """Embed one chunk. Safe to call again (it then does nothing, or redoes the same upserts)."""
     chunk = EmbeddingChunk.objects.select_related("version", "job").get(pk=chunk_id)
-    if chunk.status == EmbeddingChunk.Status.DONE or chunk.job.is_finished:
+    if chunk.job.is_finished:
+        return
+    if chunk.status == EmbeddingChunk.Status.DONE:
+        # Redelivered after its worker died between marking the last chunk done and
+        # finishing the job: finish it now, or the version would wait forever.
+        if not EmbeddingChunk.objects.filter(job_id=chunk.job_id, status=EmbeddingChunk.Status.PENDING).exists():
+            embeddings_finalize(version_id=chunk.version_id, job_id=chunk.job_id)
         return
     job_start(job_id=chunk.job_id)
     images = list(
@@ -107,7 +115,7 @@ def embedding_chunk_process(*, chunk_id: int) -> None:
         job_advance(job_id=chunk.job_id, done=chunk.size)
         last = not EmbeddingChunk.objects.filter(job_id=chunk.job_id, status=EmbeddingChunk.Status.PENDING).exists()
     if last:
-        embeddings_finalize(version_id=chunk.version_id)
+        embeddings_finalize(version_id=chunk.version_id, job_id=chunk.job_id)
 
 
 def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
@@ -146,11 +154,17 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
     return stored
 
 
-def embeddings_finalize(*, version_id: int) -> None:
-    """Index a fully embedded version, mark it ready and close its job; maybe activate it."""
+def embeddings_finalize(*, version_id: int, job_id: int) -> None:
+    """Index a fully embedded version, mark it ready and close the refresh job; maybe activate it.
+
+    Idempotent: a second call finds the index built, the version ready and the job finished.
+    """
     from ranking.services.versions import version_auto_activate
 
     version = ModelVersion.objects.get(pk=version_id)
+    if version.status == ModelVersion.Status.RETIRED:
+        job_finish(job_id=job_id, status=Job.Status.CANCELLED, message=f"Version {version.pk} was retired.")
+        return
     index_build(version=version)
     missing = _missing_image_ids(version).count()
     with transaction.atomic():
@@ -158,16 +172,26 @@ def embeddings_finalize(*, version_id: int) -> None:
         if version.status == ModelVersion.Status.EMBEDDING:
             version.status = ModelVersion.Status.READY
             version.save(update_fields=["status"])
-    if version.embedding_job_id:
-        note = f" {missing:,} images could not be read; run the refresh again to retry them." if missing else ""
-        job_finish(job_id=version.embedding_job_id, message=f"Embedded the library with version {version.pk}.{note}",
-                   result={"missing": missing})
+    note = f" {missing:,} images could not be read; run the refresh again to retry them." if missing else ""
+    job_finish(job_id=job_id, message=f"Embedded the library with version {version.pk}.{note}",
+               result={"missing": missing})
     if missing == 0:
         version_auto_activate(version_id=version_id)
 
 
 def index_name_for(version: ModelVersion) -> str:
     return f"ranking_embedding_hnsw_v{version.pk}"
+
+
+@contextlib.contextmanager
+def _version_lock(cursor, version_id: int):
+    """A session-level advisory lock per version (it works outside transactions, as CONCURRENTLY needs):
+    two finalizers of one version never build, or drop and rebuild, its index at once."""
+    cursor.execute("SELECT pg_advisory_lock(%s, %s)", [INDEX_LOCK_CLASS, version_id])
+    try:
+        yield
+    finally:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [INDEX_LOCK_CLASS, version_id])
 
 
 def index_build(*, version: ModelVersion) -> str:
@@ -180,7 +204,7 @@ def index_build(*, version: ModelVersion) -> str:
     dim = int(version.embedding_dim)
     # CONCURRENTLY cannot run in a transaction block (the tests run in one).
     concurrently = "" if connection.in_atomic_block else "CONCURRENTLY"
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, _version_lock(cursor, version.pk):
         # An interrupted CONCURRENTLY build leaves an invalid index behind: drop it first.
         cursor.execute(
             "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name]
@@ -191,13 +215,15 @@ def index_build(*, version: ModelVersion) -> str:
         if connection.in_atomic_block:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # else: "pending trigger events"
         cursor.execute("SET maintenance_work_mem = '512MB'")
-        cursor.execute(
-            f'CREATE INDEX {concurrently} IF NOT EXISTS "{name}" ON ranking_embedding '
-            f"USING hnsw ((vector::vector({dim})) vector_cosine_ops) "
-            f"WITH (m = {int(settings.RANKING_HNSW_M)}, ef_construction = {int(settings.RANKING_HNSW_EF_CONSTRUCTION)}) "
-            f"WHERE version_id = {int(version.pk)}"
-        )
-        cursor.execute("RESET maintenance_work_mem")
+        try:
+            cursor.execute(
+                f'CREATE INDEX {concurrently} IF NOT EXISTS "{name}" ON ranking_embedding '
+                f"USING hnsw ((vector::vector({dim})) vector_cosine_ops) WITH (m = {int(settings.RANKING_HNSW_M)}, "
+                f"ef_construction = {int(settings.RANKING_HNSW_EF_CONSTRUCTION)}) "
+                f"WHERE version_id = {int(version.pk)}"
+            )
+        finally:
+            cursor.execute("RESET maintenance_work_mem")
     ModelVersion.objects.filter(pk=version.pk).update(index_name=name)
     return name
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import zlib
 
 from django.conf import settings
 from django.db import transaction
@@ -110,9 +111,12 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
     A version no longer "training" is left alone (a redelivered task).
     """
     from ranking.checkpoints import save_model
-    from ranking.services.embeddings import embeddings_refresh_run_inline, embeddings_refresh_start
 
     version = ModelVersion.objects.select_related("criterion").get(pk=version_id)
+    if version.status == ModelVersion.Status.EMBEDDING and version.embedding_job_id is None and embed != "no":
+        # Trained, but the worker died before the refresh was started: start it now.
+        _start_embedding(version, embed)
+        return ModelVersion.objects.get(pk=version.pk)
     if version.status != ModelVersion.Status.TRAINING:
         return version
     job_id = version.training_job_id
@@ -146,11 +150,16 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
     _checkpoint_path(version).unlink(missing_ok=True)
     _checkpoint_path(version, "pretrain").unlink(missing_ok=True)
     if embed != "no":
-        job = embeddings_refresh_start(version_id=version.pk, created_by=version.created_by,
-                                       dispatch=embed == "dispatch")
-        if embed == "inline":
-            embeddings_refresh_run_inline(job_id=job.pk)
+        _start_embedding(version, embed)
     return ModelVersion.objects.get(pk=version.pk)
+
+
+def _start_embedding(version: ModelVersion, embed: str) -> None:
+    from ranking.services.embeddings import embeddings_refresh_run_inline, embeddings_refresh_start
+
+    job = embeddings_refresh_start(version_id=version.pk, created_by=version.created_by, dispatch=embed == "dispatch")
+    if embed == "inline":
+        embeddings_refresh_run_inline(job_id=job.pk)
 
 
 def _training_summary(version: ModelVersion, metrics: dict) -> str:
@@ -299,14 +308,20 @@ def split_by_query(triplets: list[tuple[int, int, int]], val_fraction: float, se
     """Hold out every triplet of a random ``val_fraction`` of the query images.
 
     Splitting by query, not by triplet, keeps the held-out measure honest: no
-    held-out query was seen as an anchor in training.
+    held-out query was seen as an anchor in training. (Candidates may still be
+    held-out queries of other triplets.)
     """
-    queries = sorted({q for q, _, _ in triplets})
-    random.Random(seed).shuffle(queries)
-    held = set(queries[: round(len(queries) * val_fraction)])
+    held = {q for q, _, _ in triplets if _held_out(q, val_fraction, seed)}
     train = [t for t in triplets if t[0] not in held]
     val = [t for t in triplets if t[0] in held]
     return train, val
+
+
+def _held_out(query_id: int, val_fraction: float, seed: int) -> bool:
+    """Whether a query image is held out: decided by its id alone, so the split stays put as
+    judgments accumulate, and a version continuing from its parent is not scored on the
+    parent's training queries."""
+    return zlib.crc32(f"{seed}:{query_id}".encode()) % 10_000 < val_fraction * 10_000
 
 
 def baseline_accuracies(*, criterion: SimilarityCriterion, triplets: list[tuple[int, int, int]]) -> dict:

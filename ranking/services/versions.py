@@ -30,8 +30,13 @@ def version_activate(*, version_id: int) -> ModelVersion:
     activating it again). Refused while the version's embeddings are incomplete
     or its index is not built.
     """
+    criterion_id = ModelVersion.objects.values_list("criterion_id", flat=True).get(pk=version_id)
     with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        # Lock all the criterion's versions, always in the same order, so that two
+        # activations cannot interleave (nor deadlock); the partial unique constraint
+        # would reject the loser anyway.
+        list(ModelVersion.objects.select_for_update().filter(criterion_id=criterion_id).order_by("pk"))
+        version = ModelVersion.objects.get(pk=version_id)
         if version.status == ModelVersion.Status.ACTIVE:
             return version
         if version.status != ModelVersion.Status.READY:
@@ -43,9 +48,6 @@ def version_activate(*, version_id: int) -> ModelVersion:
             )
         if not version.index_name:
             raise ActivationRefused(f"Version {version.pk} has no search index yet.")
-        # Lock the criterion's versions so two activations cannot interleave; the
-        # partial unique constraint would reject the loser anyway.
-        list(ModelVersion.objects.select_for_update().filter(criterion_id=version.criterion_id))
         ModelVersion.objects.filter(criterion_id=version.criterion_id, status=ModelVersion.Status.ACTIVE).update(
             status=ModelVersion.Status.READY
         )
@@ -92,10 +94,12 @@ def version_retire(*, version_id: int, delete_weights: bool = False) -> ModelVer
     """Drop a version's embeddings and index; the row (and by default its weights) stay for the record."""
     from ranking.services.embeddings import index_drop
 
-    version = ModelVersion.objects.get(pk=version_id)
-    if version.status == ModelVersion.Status.ACTIVE:
-        raise ActivationRefused(f"Version {version.pk} is active; activate another version before retiring it.")
-    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.RETIRED)
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        if version.status == ModelVersion.Status.ACTIVE:
+            raise ActivationRefused(f"Version {version.pk} is active; activate another version before retiring it.")
+        version.status = ModelVersion.Status.RETIRED
+        version.save(update_fields=["status"])
     index_drop(version=version)
     Embedding.objects.filter(version=version).delete()
     if delete_weights and version.weights_file:
