@@ -21,7 +21,7 @@ services, it:
    triplet accuracy (triplets drawn the same way around the held-out queries,
    answerable ones only), plus wall time per phase.
 
-The last line printed is the JSON summary. The scratch database is dropped at the end.
+The last line printed is the JSON summary. The scratch database and files are removed at the end (kept with --keep-database).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -86,6 +87,7 @@ def main(argv=None) -> dict:
 
             connections.close_all()
             drop_database(admin, name)
+            shutil.rmtree(work, ignore_errors=True)
     line = json.dumps(summary)
     if args.json:
         args.json.write_text(line + "\n")

@@ -312,6 +312,12 @@ def _prepare(model: nn.Module, cfg: TrainConfig, image_size: int) -> tuple[torch
 # ---------------------------------------------------------------- the three trainings
 
 
+def _validator(model: nn.Module, images: torch.Tensor, val_triplets: torch.Tensor | None, device: torch.device):
+    if val_triplets is None or not len(val_triplets):
+        return None
+    return lambda: evaluate(model, images, val_triplets.long(), device)
+
+
 def fit_autoencoder(
     model: nn.Module, images: torch.Tensor, cfg: TrainConfig, on_epoch: EpochCallback | None = None
 ) -> FitResult:
@@ -390,9 +396,7 @@ def fit_ranking(
             loss = loss + cfg.in_batch_weight * extra
         return loss
 
-    validate = None
-    if val_triplets is not None and len(val_triplets):
-        validate = lambda: evaluate(model, images, val_triplets.long(), device)  # noqa: E731
+    validate = _validator(model, images, val_triplets, device)
     return _fit(model, cfg, len(train_triplets), step_loss, validate, on_epoch)
 
 
@@ -414,7 +418,5 @@ def fit_labels(
             x = augment.light(x, generator)
         return batch_all_label_hinge(model(x).float(), labels[batch].to(device), cfg.margin)
 
-    validate = None
-    if val_triplets is not None and len(val_triplets):
-        validate = lambda: evaluate(model, images, val_triplets.long(), device)  # noqa: E731
+    validate = _validator(model, images, val_triplets, device)
     return _fit(model, cfg, len(images), step_loss, validate, on_epoch)
