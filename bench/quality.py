@@ -71,6 +71,7 @@ def main(argv=None) -> dict:
         "DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "imagesearch.settings",
         "RANKING_DEVICE": args.device, "RANKING_IMAGE_SIZE": str(args.image_size),
         "RANKING_AUTOENCODER_IMAGE_SIZE": str(args.autoencoder_size), "RANKING_AUTO_ACTIVATE": "1",
+        "RANKING_AUTO_TRAIN": "0",  # this script trains each model itself
         "RANKING_EMBED_CHUNK_SIZE": "2048", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     })
     try:

@@ -22,4 +22,5 @@ RANKING_AUTOENCODER_IMAGE_SIZE = 16
 RANKING_BACKBONE_WEIGHTS = ""  # random init: never look for downloaded weights
 RANKING_EMBED_CHUNK_SIZE = 8
 RANKING_DEVICE = "cpu"
+RANKING_AUTO_TRAIN = False  # tests train when they mean to
 RANKING_MODELS_DIR = Path(os.environ.get("RANKING_MODELS_DIR", DATA_DIR / "test-models"))  # noqa: F405

@@ -222,6 +222,12 @@ def image_ingest_bytes(
     return outcome
 
 
+def _train_first_models() -> None:
+    from ranking.services.training import autoencoder_train_first_models
+
+    autoencoder_train_first_models()
+
+
 def _embed_when_committed(image_ids: list[int]) -> None:
     """New images are embedded with the models in use once their rows are committed."""
     from ranking.services.embeddings import embeddings_schedule_new_images
@@ -365,6 +371,8 @@ def _commit_chunk(
         if not IngestChunk.objects.filter(job_id=job.pk, status=IngestChunk.Status.PENDING).exists():
             result = _job_result(job.pk, job.params.get("unreadable_paths", 0))
             job_finish(job_id=job.pk, message=_summary(result), result=result)
+            if result["imported"]:
+                _train_first_models()
 
 
 def _job_result(job_id: int, unreadable_paths: int) -> dict:

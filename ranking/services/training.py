@@ -34,6 +34,10 @@ MODEL_PARAMS = {
 }
 
 
+# an autoencoder batch: fewer images are no library to learn from yet
+FIRST_MODEL_MIN_IMAGES = 128
+
+
 class TrainingError(Exception):
     """Training cannot run (too few judgments, no images ...); the message says why."""
 
@@ -93,6 +97,25 @@ def training_start(
             task = train_autoencoder if kind == ModelVersion.Kind.AUTOENCODER else train_ranking
             transaction.on_commit(lambda: task.delay(version.pk))
     return version
+
+
+def autoencoder_train_first_models() -> list[ModelVersion]:
+    """Queue an autoencoder for every criterion that has no model yet, once the library is big enough.
+
+    Called when an import finishes, so that a fresh library gets its first model
+    (and its first candidate triplets) without anyone asking. Off with
+    RANKING_AUTO_TRAIN=0.
+    """
+    if not settings.RANKING_AUTO_TRAIN:
+        return []
+    if Image.objects.count() < FIRST_MODEL_MIN_IMAGES:
+        return []
+    started = []
+    with transaction.atomic():
+        for criterion in SimilarityCriterion.objects.select_for_update().order_by("pk"):
+            if not criterion.versions.exists():
+                started.append(training_start(criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER))
+    return started
 
 
 def _latest_ranking_version(criterion: SimilarityCriterion) -> ModelVersion | None:

@@ -202,3 +202,24 @@ def test_a_new_refresh_supersedes_one_whose_worker_died(autoencoder, criterion):
         embedding_chunk_process(chunk_id=chunk.pk)
     assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
     assert ModelVersion.objects.get(pk=second.pk).status == ModelVersion.Status.READY
+
+
+
+def test_the_first_import_queues_an_autoencoder_for_criteria_without_a_model(criterion, settings, monkeypatch,
+                                                                               tmp_path):
+    from imagesearch.services.ingest import ingest_job_create, ingest_job_run_inline
+    from ranking.services import training
+
+    settings.RANKING_AUTO_TRAIN = True
+    monkeypatch.setattr(training, "FIRST_MODEL_MIN_IMAGES", 4)
+    for i in range(5):
+        (tmp_path / f"{i}.png").write_bytes(images.stripes(i % 2 == 0, seed=600 + i))
+    job = ingest_job_create(paths=[str(tmp_path)], collection_name="First")
+    ingest_job_run_inline(job_id=job.pk)
+    version = ModelVersion.objects.get()
+    assert version.kind == "autoencoder" and version.status == ModelVersion.Status.TRAINING
+    assert Job.objects.get(pk=version.training_job_id).kind == "train_autoencoder"
+
+    (tmp_path / "more.png").write_bytes(images.stripes(True, seed=700))
+    ingest_job_run_inline(job_id=ingest_job_create(paths=[str(tmp_path)], collection_name="First").pk)
+    assert ModelVersion.objects.count() == 1  # a criterion with a model gets no second one unasked
