@@ -55,7 +55,9 @@ def triplet_candidates(
         if query_id not in neighbours:
             # with exclusions, ask for more so that enough neighbours remain
             k = policy.mid_ranks[1] * (2 if exclude_ids else 1)
-            hits = image_search(version=version, image_id=query_id, k=k)
+            # Ranks are the point here, so search wide: with a narrow beam the approximate
+            # lists (and so the triplets) also vary with each index build's random levels.
+            hits = image_search(version=version, image_id=query_id, k=k, ef_search=4 * k)
             neighbours[query_id] = [h.image.pk for h in hits if h.image.pk not in exclude_ids][: policy.mid_ranks[1]]
         ranked = neighbours[query_id]
         if len(ranked) < 2:
