@@ -232,11 +232,13 @@ def precision_at_k(vectors, labels, queries, k: int) -> float:
 
 
 def triplet_accuracy(vectors, triplets) -> float:
-    import numpy as np
+    """``ranking.training.triplet_accuracy`` on L2-normalised vectors (raw pixels are not)."""
+    import torch
 
-    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    q, p, n = v[triplets[:, 0]], v[triplets[:, 1]], v[triplets[:, 2]]
-    return float((((q - p) ** 2).sum(1) < ((q - n) ** 2).sum(1)).mean())
+    from ranking.training import triplet_accuracy as accuracy
+
+    v = torch.nn.functional.normalize(torch.as_tensor(vectors, dtype=torch.float32), dim=1)
+    return accuracy(v, torch.as_tensor(triplets, dtype=torch.long))
 
 
 def _import(folder: Path) -> None:

@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
     time_limit=35 * 60,
 )
 def ingest_chunk(self, chunk_id: int) -> None:
-    from imagesearch.models import IngestChunk, Job
+    from imagesearch.models import IngestChunk
     from imagesearch.services.ingest import ingest_chunk_process
-    from imagesearch.services.jobs import job_finish
+    from imagesearch.services.jobs import job_fail
 
     try:
         ingest_chunk_process(chunk_id=chunk_id)
@@ -35,7 +35,7 @@ def ingest_chunk(self, chunk_id: int) -> None:
         logger.exception("import chunk %s failed", chunk_id)
         job_id = IngestChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
         if job_id:
-            job_finish(job_id=job_id, status=Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            job_fail(job_id=job_id, exc=exc)
         raise
 
 

@@ -33,11 +33,3 @@ def training_triplets(*, criterion: SimilarityCriterion) -> list[tuple[int, int,
         elif votes_b > votes_a:
             out.append((query, b, a))
     return out
-
-
-def triplet_images_used(*, criterion: SimilarityCriterion) -> set[int]:
-    """Every image id that appears in one of the criterion's triplets."""
-    ids: set[int] = set()
-    for row in Triplet.objects.filter(criterion=criterion).values_list("query_id", "candidate_a_id", "candidate_b_id"):
-        ids.update(row)
-    return ids

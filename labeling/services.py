@@ -48,7 +48,7 @@ def triplet_candidates(
     from ranking.selectors import image_search
 
     rng = random.Random(seed)
-    library = [i for i in Image.objects.order_by("pk").values_list("pk", flat=True) if i not in exclude_ids]
+    library: list[int] = []  # for far candidates; read once, when the first one is drawn
     neighbours: dict[int, list[int]] = {}
     chosen = []
     for query_id in query_ids:
@@ -65,6 +65,9 @@ def triplet_candidates(
         near_rank = rng.randint(policy.near_ranks[0], min(policy.near_ranks[1], len(ranked) - 1))
         near = ranked[near_rank - 1]
         if rng.random() < policy.far_share or len(ranked) <= policy.mid_ranks[0]:
+            if not library:
+                library = [i for i in Image.objects.order_by("pk").values_list("pk", flat=True)
+                           if i not in exclude_ids]
             other, other_rank = rng.choice(library), None
             if other in (query_id, near):
                 continue

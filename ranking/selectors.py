@@ -60,6 +60,13 @@ def version_model(version: ModelVersion):
     return model, params
 
 
+def images_without_embedding(*, version: ModelVersion):
+    """Ids of the library images with no embedding under the version, in id order."""
+    return Image.objects.exclude(
+        pk__in=Embedding.objects.filter(version=version).values("image_id")
+    ).order_by("pk").values_list("pk", flat=True)
+
+
 def embedding_vectors(*, version: ModelVersion, image_ids: list[int]) -> dict[int, np.ndarray]:
     """Stored embeddings of the given images under the version (missing ones are absent)."""
     rows = Embedding.objects.filter(version=version, image_id__in=image_ids).values_list("image_id", "vector")
@@ -68,15 +75,18 @@ def embedding_vectors(*, version: ModelVersion, image_ids: list[int]) -> dict[in
 
 def triplet_accuracy_of_version(*, version: ModelVersion, triplets: list[tuple[int, int, int]]) -> float | None:
     """Share of (query, more similar, less similar) triplets the version's stored embeddings get right."""
+    import torch
+
+    from ranking.training import triplet_accuracy
+
     vectors = embedding_vectors(version=version, image_ids=list({i for t in triplets for i in t}))
     scored = [t for t in triplets if all(i in vectors for i in t)]
     if not scored:
         return None
-    right = sum(
-        float(np.sum((vectors[q] - vectors[p]) ** 2)) < float(np.sum((vectors[q] - vectors[n]) ** 2))
-        for q, p, n in scored
-    )
-    return right / len(scored)
+    ids = sorted(vectors)
+    position = {image_id: n for n, image_id in enumerate(ids)}
+    matrix = torch.from_numpy(np.stack([vectors[i] for i in ids]))
+    return triplet_accuracy(matrix, torch.tensor([[position[i] for i in t] for t in scored]))
 
 
 def embed_file(*, version: ModelVersion, path: str | Path) -> np.ndarray:
@@ -113,13 +123,9 @@ def image_search(
         if image_id is None:
             raise ValueError("give image_id or vector")
         vector = embedding_vectors(version=version, image_ids=[image_id]).get(image_id)
-        if vector is None:
-            from ranking.services.embeddings import embed_and_store
-
-            embed_and_store(version=version, image_ids=[image_id])
-            vector = embedding_vectors(version=version, image_ids=[image_id]).get(image_id)
-            if vector is None:
-                raise ValueError(f"image {image_id} could not be embedded (file unreadable?)")
+        if vector is None:  # imported a moment ago, not embedded yet: embed its file, store nothing
+            name = Image.objects.values_list("file", flat=True).get(pk=image_id)
+            vector = embed_file(version=version, path=Path(settings.MEDIA_ROOT) / name)
     rows = _nearest(version, np.asarray(vector, dtype=np.float32), k, image_id, collection_id, label,
                     ef_search or settings.RANKING_HNSW_EF_SEARCH)
     images = Image.objects.select_related("document", "collection").in_bulk([r[0] for r in rows])

@@ -14,19 +14,19 @@ from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
-_TRAINING = dict(bind=True, queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+_TRAINING = dict(queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
 _DB_RETRY = dict(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
 
 
 @shared_task(name="ranking.train_autoencoder", **_TRAINING)
-def train_autoencoder(self, version_id: int) -> None:
+def train_autoencoder(version_id: int) -> None:
     from ranking.services.training import version_train
 
     version_train(version_id=version_id)
 
 
 @shared_task(name="ranking.train_ranking", **_TRAINING)
-def train_ranking(self, version_id: int) -> None:
+def train_ranking(version_id: int) -> None:
     from ranking.services.training import version_train
 
     version_train(version_id=version_id)
@@ -40,11 +40,10 @@ def refresh_embeddings(version_id: int) -> int:
     return embeddings_refresh_start(version_id=version_id).pk
 
 
-@shared_task(name="ranking.embed_chunk", bind=True, queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
+@shared_task(name="ranking.embed_chunk", queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
              **_DB_RETRY)
-def embed_chunk(self, chunk_id: int) -> None:
-    from imagesearch.models import Job
-    from imagesearch.services.jobs import job_finish
+def embed_chunk(chunk_id: int) -> None:
+    from imagesearch.services.jobs import job_fail
     from ranking.models import EmbeddingChunk
     from ranking.services.embeddings import embedding_chunk_process
 
@@ -56,7 +55,7 @@ def embed_chunk(self, chunk_id: int) -> None:
         logger.exception("embedding chunk %s failed", chunk_id)
         job_id = EmbeddingChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
         if job_id:
-            job_finish(job_id=job_id, status=Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            job_fail(job_id=job_id, exc=exc)
         raise
 
 

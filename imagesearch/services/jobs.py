@@ -46,6 +46,13 @@ def job_finish(
     Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(**updates)
 
 
+def job_fail(*, job_id: int, exc: BaseException) -> str:
+    """Close a job as failed by an unexpected error; returns the error text it recorded."""
+    error = f"{type(exc).__name__}: {exc}"
+    job_finish(job_id=job_id, status=Job.Status.FAILED, error=error)
+    return error
+
+
 def job_cancel(*, job_id: int, message: str = "Cancelled.") -> None:
     job_finish(job_id=job_id, status=Job.Status.CANCELLED, message=message)
 

@@ -21,17 +21,12 @@ from django.db import connection, transaction
 from imagesearch.models import Image, Job
 from imagesearch.services.jobs import job_advance, job_create, job_finish, job_start
 from ranking.models import Embedding, EmbeddingChunk, ModelVersion
+from ranking.selectors import images_without_embedding
 
 logger = logging.getLogger(__name__)
 
 REFRESH_JOB_KIND = "refresh_embeddings"
 INDEX_LOCK_CLASS = 7301  # first key of this module's advisory locks
-
-
-def _missing_image_ids(version: ModelVersion):
-    return Image.objects.exclude(
-        pk__in=Embedding.objects.filter(version=version).values("image_id")
-    ).order_by("pk").values_list("pk", flat=True)
 
 
 def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool = True) -> Job:
@@ -45,8 +40,8 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
         if version.status in (ModelVersion.Status.TRAINING, ModelVersion.Status.FAILED,
                               ModelVersion.Status.RETIRED) or not version.weights_file:
             raise ValueError(f"version {version.pk} is {version.status}: it has no weights to embed with")
-        _supersede_unfinished_refreshes(version)
-        ids = list(_missing_image_ids(version))
+        _supersede_unfinished_refresh(version)
+        ids = list(images_without_embedding(version=version))
         job = job_create(
             kind=REFRESH_JOB_KIND, total=len(ids), created_by=created_by,
             params={"version_id": version.pk, "criterion_id": version.criterion_id},
@@ -72,12 +67,19 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
     return job
 
 
-def _supersede_unfinished_refreshes(version: ModelVersion) -> None:
-    """A new refresh replaces one left unfinished (its worker died, its messages were lost)."""
-    stale = Job.objects.filter(kind=REFRESH_JOB_KIND, params__version_id=version.pk).exclude(status__in=Job.FINISHED)
-    for job_id in stale.values_list("pk", flat=True):
-        EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).delete()
-        job_finish(job_id=job_id, status=Job.Status.CANCELLED, message="Superseded by a newer refresh.")
+def _supersede_unfinished_refresh(version: ModelVersion) -> None:
+    """A new refresh replaces one left unfinished (its worker died, its messages were lost).
+
+    Only the version's latest refresh can be unfinished: each new one supersedes the last.
+    """
+    job = version.embedding_job
+    if job is not None and not job.is_finished:
+        EmbeddingChunk.objects.filter(job=job, status=EmbeddingChunk.Status.PENDING).delete()
+        job_finish(job_id=job.pk, status=Job.Status.CANCELLED, message="Superseded by a newer refresh.")
+
+
+def _has_pending_chunks(job_id: int) -> bool:
+    return EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).exists()
 
 
 def embeddings_refresh_run_inline(*, job_id: int) -> None:
@@ -95,12 +97,12 @@ def embedding_chunk_process(*, chunk_id: int) -> None:
     if chunk.status == EmbeddingChunk.Status.DONE:
         # Redelivered after its worker died between marking the last chunk done and
         # finishing the job: finish it now, or the version would wait forever.
-        if not EmbeddingChunk.objects.filter(job_id=chunk.job_id, status=EmbeddingChunk.Status.PENDING).exists():
+        if not _has_pending_chunks(chunk.job_id):
             embeddings_finalize(version_id=chunk.version_id, job_id=chunk.job_id)
         return
     job_start(job_id=chunk.job_id)
     images = list(
-        _missing_image_ids(chunk.version).filter(pk__gte=chunk.first_image_id, pk__lte=chunk.last_image_id)
+        images_without_embedding(version=chunk.version).filter(pk__gte=chunk.first_image_id, pk__lte=chunk.last_image_id)
     )
     embedded = embed_and_store(version=chunk.version, image_ids=images)
     with transaction.atomic():
@@ -113,7 +115,7 @@ def embedding_chunk_process(*, chunk_id: int) -> None:
         chunk.embedded = embedded
         chunk.save(update_fields=["status", "embedded"])
         job_advance(job_id=chunk.job_id, done=chunk.size)
-        last = not EmbeddingChunk.objects.filter(job_id=chunk.job_id, status=EmbeddingChunk.Status.PENDING).exists()
+        last = not _has_pending_chunks(chunk.job_id)
     if last:
         embeddings_finalize(version_id=chunk.version_id, job_id=chunk.job_id)
 
@@ -166,7 +168,7 @@ def embeddings_finalize(*, version_id: int, job_id: int) -> None:
         job_finish(job_id=job_id, status=Job.Status.CANCELLED, message=f"Version {version.pk} was retired.")
         return
     index_build(version=version)
-    missing = _missing_image_ids(version).count()
+    missing = images_without_embedding(version=version).count()
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
         if version.status == ModelVersion.Status.EMBEDDING:
@@ -248,7 +250,7 @@ def embeddings_schedule_new_images(*, image_ids: Iterable[int]) -> None:
 def embeddings_add_new_images(*, image_ids: list[int]) -> int:
     """Embed the given images with every version that keeps embeddings; returns rows stored."""
     stored = 0
-    for version in ModelVersion.objects.filter(status__in=ModelVersion.EMBEDDED_STATUSES, weights_file__gt=""):
-        missing = list(_missing_image_ids(version).filter(pk__in=image_ids))
+    for version in ModelVersion.objects.filter(status__in=ModelVersion.EMBEDDED_STATUSES):
+        missing = list(images_without_embedding(version=version).filter(pk__in=image_ids))
         stored += embed_and_store(version=version, image_ids=missing)
     return stored

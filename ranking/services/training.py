@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imagesearch.models import Image, Job
-from imagesearch.services.jobs import job_create, job_finish, job_start
+from imagesearch.services.jobs import job_create, job_fail, job_finish, job_start
 from ranking.models import ModelVersion, SimilarityCriterion
 
 logger = logging.getLogger(__name__)
@@ -155,9 +155,12 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
         return ModelVersion.objects.get(pk=version.pk)
     except Exception as exc:
         logger.exception("training version %s failed", version.pk)
-        error = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, TrainingError):
+            error = str(exc)
+            job_finish(job_id=job_id, status=Job.Status.FAILED, error=error)
+        else:
+            error = job_fail(job_id=job_id, exc=exc)
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED, error=error)
-        job_finish(job_id=job_id, status=Job.Status.FAILED, error=error)
         return ModelVersion.objects.get(pk=version.pk)
 
     metrics["seconds"] = round(time.monotonic() - started, 1)
@@ -214,8 +217,6 @@ def _config(version: ModelVersion, phase: str, **overrides):
 
 def _progress(version: ModelVersion, phase: str, total_epochs: int):
     """An epoch callback that records progress and stops the training when its job was cancelled."""
-    from imagesearch.services.jobs import job_advance
-
     history: list[dict] = []
 
     def on_epoch(epoch: int, metrics: dict) -> None:
@@ -223,12 +224,12 @@ def _progress(version: ModelVersion, phase: str, total_epochs: int):
         job = Job.objects.only("status").get(pk=version.training_job_id)
         if job.status == Job.Status.CANCELLED:
             raise TrainingCancelled()
+        # progress counts the epochs of the phase under way (pretraining, then training)
         Job.objects.filter(pk=job.pk).update(
-            progress_total=total_epochs, message=f"{phase}: epoch {epoch + 1} of {total_epochs}, "
+            progress_done=epoch + 1, progress_total=total_epochs, message=f"{phase}: epoch {epoch + 1} of {total_epochs}, "
             f"loss {metrics['loss']:.4f}" + (f", held-out accuracy {metrics['val_accuracy']:.3f}"
                                              if "val_accuracy" in metrics else ""),
         )
-        job_advance(job_id=job.pk, done=1)
         ModelVersion.objects.filter(pk=version.pk).update(metrics={f"{phase}_history": history})
 
     return on_epoch

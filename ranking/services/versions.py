@@ -8,19 +8,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from imagesearch.models import Image
 from ranking.models import Embedding, ModelVersion
+from ranking.selectors import images_without_embedding
 
 logger = logging.getLogger(__name__)
 
 
 class ActivationRefused(Exception):
     """The version cannot serve searches (yet); the message says why."""
-
-
-def version_embeddings_missing(*, version: ModelVersion) -> int:
-    """How many library images have no embedding under the version."""
-    return Image.objects.exclude(pk__in=Embedding.objects.filter(version=version).values("image_id")).count()
 
 
 def version_activate(*, version_id: int) -> ModelVersion:
@@ -41,7 +36,7 @@ def version_activate(*, version_id: int) -> ModelVersion:
             return version
         if version.status != ModelVersion.Status.READY:
             raise ActivationRefused(f"Version {version.pk} is {version.status}; only a ready version can be activated.")
-        missing = version_embeddings_missing(version=version)
+        missing = images_without_embedding(version=version).count()
         if missing:
             raise ActivationRefused(
                 f"Version {version.pk} has no embedding for {missing:,} images; refresh its embeddings first."
