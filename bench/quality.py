@@ -55,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other ranking hyperparameter (see manage.py train --list-hyperparameters)")
     p.add_argument("--far-share", type=float, default=0.5, help="share of candidates drawn from the whole library")
+    p.add_argument("--selection", help="learning curves instead: 'random', 'active' or 'random,active' "
+                                       "(candidate selection; see labeling.services.triplets)")
+    p.add_argument("--budgets", default="500,1000,2500,5000",
+                   help="with --selection: judgment counts at which to train and measure")
     p.add_argument("--device", default="auto")
     p.add_argument("--keep-database", action="store_true")
     return p.parse_args(argv)
@@ -81,7 +85,7 @@ def main(argv=None) -> dict:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        summary = run(args)
+        summary = run_curves(args) if args.selection else run(args)
     finally:
         if not args.keep_database:
             from django.db import connections
@@ -114,7 +118,8 @@ def run(args: argparse.Namespace) -> dict:
 
     from imagesearch.models import Image
     from labeling.models import TripletJudgment
-    from labeling.services import CandidatePolicy, judgment_record, triplet_candidates, triplets_generate
+    from labeling.services.judgments import judgment_record
+    from labeling.services.triplets import CandidatePolicy, triplet_candidates, triplets_generate
     from ranking.management.commands.train import parse_settings
     from ranking.models import ModelVersion
     from ranking.selectors import active_version, image_search
@@ -211,6 +216,119 @@ def run(args: argparse.Namespace) -> dict:
         "ranking_hyperparameters": ranking.hyperparameters, "seconds": phases.seconds,
         "total_seconds": round(time.monotonic() - started, 1), "seed": args.seed,
     }
+
+
+def run_curves(args: argparse.Namespace) -> dict:
+    """P@10 and held-out triplet accuracy against the number of judgments, for each selection.
+
+    Each selection starts from the same autoencoder and held-out queries with no
+    judgments. At each budget it draws (budget − judgments so far) more triplets,
+    has the simulated expert answer them, trains deep ranking from scratch on all
+    judgments so far, and measures. Random selection draws from autoencoder
+    neighbours by the candidate policy, one triplet per random query (as in
+    ``run``); active selection picks, from three times as many unused queries, the
+    triplets the newest model (the autoencoder in the first round) is least sure
+    of (``triplet_candidates_active``).
+    """
+    import numpy as np
+    from django.conf import settings
+
+    from imagesearch.models import Image
+    from labeling.models import Triplet, TripletJudgment
+    from labeling.services.judgments import judgment_record
+    from labeling.services.triplets import CandidatePolicy, triplet_candidates, triplets_generate
+    from ranking.management.commands.train import parse_settings
+    from ranking.models import ModelVersion
+    from ranking.services.criteria import criterion_default
+    from ranking.services.training import training_start, version_train
+    from ranking.services.versions import version_retire
+
+    phases = Phases()
+    started = time.monotonic()
+    rng = random.Random(args.seed)
+    budgets = sorted(int(b) for b in args.budgets.split(","))
+    phases.run("import", _import, args.images)
+    rows = list(Image.objects.order_by("pk").values_list("pk", "label"))
+    ids = np.array([r[0] for r in rows])
+    label_of = {pk: label for pk, label in rows}
+    labels = np.array([label_of[int(pk)] for pk in ids])
+    index = {int(pk): n for n, pk in enumerate(ids)}
+    criterion = criterion_default()
+    autoencoder = phases.run("train autoencoder", lambda: version_train(version_id=training_start(
+        criterion=criterion, kind="autoencoder", dispatch=False,
+        hyperparameters={"epochs": args.autoencoder_epochs, "seed": args.seed}).pk, embed="inline"))
+    assert autoencoder.status == ModelVersion.Status.ACTIVE, autoencoder.error
+    settings.RANKING_AUTO_ACTIVATE = False  # the autoencoder stays active; each arm measures its own versions
+
+    held_out = sorted(rng.sample(list(ids), args.queries))
+    held = set(held_out)
+    pool = [int(i) for i in ids if i not in held]
+    policy = CandidatePolicy(far_share=args.far_share)
+    val = []
+    for q, a, b, _ in triplet_candidates(version=autoencoder, query_ids=held_out * 2, policy=policy,
+                                         seed=args.seed + 1):
+        answer = expert_answer(label_of[q], label_of[a], label_of[b])
+        if answer != "unsure":
+            val.append((q, a, b) if answer == "a" else (q, b, a))
+    val_idx = np.array([[index[i] for i in t] for t in val])
+    queries = np.array([index[q] for q in held_out])
+    hyper = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seed": args.seed,
+             **parse_settings(args.set)}
+    ae_vectors = _stored_vectors(autoencoder, ids)
+    curves: dict = {"autoencoder": {"p_at_10": precision_at_k(ae_vectors, labels, queries, 10),
+                                    "triplet_accuracy": triplet_accuracy(ae_vectors, val_idx)}}
+    for selection in args.selection.split(","):
+        arm_rng = random.Random(f"{args.seed}:{selection}")
+        unused = pool[:]
+        arm_rng.shuffle(unused)
+        selector, done, points, versions = autoencoder, 0, [], []
+        for budget in budgets:
+            def judge(n=budget - done, selector=selector):
+                if selection == "active":
+                    sample, unused[:] = unused[: 3 * n], unused[3 * n:]
+                    triplets = triplets_generate(criterion=criterion, version=selector, query_ids=sample, policy=policy,
+                                                 seed=arm_rng.randrange(2**31), exclude_ids=held,
+                                                 selection="active", count=n)
+                else:
+                    triplets = triplets_generate(criterion=criterion, version=autoencoder, policy=policy,
+                                                 query_ids=[arm_rng.choice(pool) for _ in range(n)],
+                                                 seed=arm_rng.randrange(2**31), exclude_ids=held)
+                answers = {"a": 0, "b": 0, "unsure": 0}
+                for t in triplets:
+                    answer = expert_answer(label_of[t.query_id], label_of[t.candidate_a_id], label_of[t.candidate_b_id])
+                    answers[answer] += 1
+                    judgment_record(triplet=t, answer=answer, source=TripletJudgment.Source.SIMULATED)
+                return answers
+
+            answers = phases.run(f"{selection} {budget}: select and judge", judge)
+            version = phases.run(f"{selection} {budget}: train deep ranking", lambda: version_train(
+                version_id=training_start(criterion=criterion, kind="ranking", dispatch=False, parent=autoencoder,
+                                          hyperparameters=hyper).pk, embed="inline"))
+            if version.status == ModelVersion.Status.FAILED:
+                raise SystemExit(f"deep ranking failed at {selection} {budget}: {version.error}")
+            vectors = _stored_vectors(version, ids)
+            point = {"judgments": TripletJudgment.objects.filter(triplet__criterion=criterion).count(),
+                     "answers_this_round": answers, "training_triplets": version.metrics.get("train_triplets"),
+                     "p_at_10": precision_at_k(vectors, labels, queries, 10),
+                     "triplet_accuracy": triplet_accuracy(vectors, val_idx)}
+            print(f"[{time.strftime('%H:%M:%S')}] {selection} {json.dumps(point)}", file=sys.stderr, flush=True)
+            points.append(point)
+            versions.append(version)
+            selector, done = version, budget
+        curves[selection] = points
+        Triplet.objects.filter(criterion=criterion).delete()  # the next arm starts without judgments
+        for version in versions:
+            version_retire(version_id=version.pk, delete_weights=True)
+
+    summary = {"dataset": str(args.images), "images": len(ids), "held_out_queries": len(held_out),
+               "evaluation_triplets": len(val), "budgets": budgets, "curves": curves,
+               "seconds": phases.seconds, "total_seconds": round(time.monotonic() - started, 1), "seed": args.seed}
+    if "random" in curves and "active" in curves:
+        # the target: the fewest judgments at which active selection reaches random's P@10 at the largest budget
+        goal = curves["random"][-1]["p_at_10"]
+        reached = [p["judgments"] for p in curves["active"] if p["p_at_10"] >= goal]
+        summary["active_reaches_random_final_p_at_10_with"] = reached[0] if reached else None
+    return summary
 
 
 def expert_answer(query: str, a: str, b: str) -> str:

@@ -71,6 +71,7 @@ class Image(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["collection", "-created_at"], name="image_collection_recent")]
+        permissions = [("search", "Can browse and search the library")]
 
     def __str__(self) -> str:
         return self.original_name or self.sha256[:12]

@@ -128,7 +128,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "image-list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -169,6 +169,16 @@ RANKING_HNSW_EF_CONSTRUCTION = env_int("RANKING_HNSW_EF_CONSTRUCTION", 64)
 RANKING_HNSW_EF_SEARCH = env_int("RANKING_HNSW_EF_SEARCH", 100)
 RANKING_AUTO_ACTIVATE = env_bool("RANKING_AUTO_ACTIVATE", True)
 RANKING_AUTO_TRAIN = env_bool("RANKING_AUTO_TRAIN", True)  # a first autoencoder after the first import
+# Labeling (see the README, "Labeling")
+LABELING_JUDGMENTS_PER_TRIPLET = env_int("LABELING_JUDGMENTS_PER_TRIPLET", 1)  # k labelers per triplet
+LABELING_MAX_JUDGMENTS_PER_TRIPLET = env_int("LABELING_MAX_JUDGMENTS_PER_TRIPLET", 3)  # raised on disagreement
+LABELING_GOLD_RATE = float(os.environ.get("LABELING_GOLD_RATE", "0.05"))  # share of gold triplets served
+LABELING_MIN_GOLD_ACCURACY = float(os.environ.get("LABELING_MIN_GOLD_ACCURACY", "0"))  # 0: nobody excluded
+LABELING_MIN_GOLD_ANSWERS = env_int("LABELING_MIN_GOLD_ANSWERS", 10)  # before the threshold applies
+LABELING_SELECTION = os.environ.get("LABELING_SELECTION", "active")  # or "random"
+LABELING_QUEUE_TARGET = env_int("LABELING_QUEUE_TARGET", 200)  # unanswered triplets kept per collection
+LABELING_ASSIGNMENT_SECONDS = env_int("LABELING_ASSIGNMENT_SECONDS", 900)  # how long a served triplet is held
+LABELING_BACKGROUND_REFILL = env_bool("LABELING_BACKGROUND_REFILL", True)  # refill queues in a Celery task
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -215,6 +225,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Image library, triplet labeling and deep-ranking similarity search.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
-
 from imagesearch import views
+from labeling import views as labeling_views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="image-list", permanent=False)),
+    path("", views.home, name="home"),
+    path("label/", labeling_views.label, name="label"),
     path("images/", views.image_list, name="image-list"),
     path("images/<int:image_id>/", views.image_detail, name="image-detail"),
     path("documents/<int:document_id>/", views.document_detail, name="document-detail"),

@@ -6,10 +6,10 @@ import mimetypes
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET
 
@@ -25,6 +25,18 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
 
 
 @login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Each role's own start page: analysts the library, labelers the labeling page."""
+    if request.user.has_perm("imagesearch.search"):
+        return redirect("image-list")
+    if request.user.has_perm("labeling.label"):
+        return redirect("label")
+    return render(request, "imagesearch/no_role.html", status=403)
+
+
+@login_required
+@permission_required("imagesearch.search", raise_exception=True)
 @require_GET
 def image_list(request: HttpRequest) -> HttpResponse:
     collection_id = _int_param(request, "collection")
@@ -45,6 +57,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@permission_required("imagesearch.search", raise_exception=True)
 @require_GET
 def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
     image = get_object_or_404(selectors.image_list(), pk=image_id)
@@ -52,6 +65,7 @@ def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
 
 
 @login_required
+@permission_required("imagesearch.search", raise_exception=True)
 @require_GET
 def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
     document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)

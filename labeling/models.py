@@ -16,9 +16,19 @@ class Triplet(models.Model):
     candidate_b = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
     # how it was chosen, e.g. {"strategy": "neighbours", "version": 3, "ranks": [4, 57]}
     origin = models.JSONField(default=dict, blank=True)
+    # served to labelers highest first: how unsure the model is, raised when labelers disagree
+    priority = models.FloatField(default=0.0)
+    # how many labelers answer it (LABELING_JUDGMENTS_PER_TRIPLET; raised when they disagree)
+    judgments_wanted = models.PositiveSmallIntegerField(default=1)
+    # a known answer (made by an admin): mixed into every labeler's queue to measure accuracy
+    gold_answer = models.CharField(max_length=1, blank=True, default="", choices=[("a", "A"), ("b", "B")])
+    # all wanted judgments are in: kept up to date on answer, undo and disagreement, so the queue
+    # query reads only the open part of a table that grows with every answer
+    complete = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        indexes = [models.Index(fields=["criterion", "complete", "-priority", "id"], name="triplet_queue_order")]
         constraints = [
             # candidates stored in id order, so (q, a, b) and (q, b, a) are one triplet
             models.UniqueConstraint(fields=["criterion", "query", "candidate_a", "candidate_b"],
@@ -47,8 +57,41 @@ class TripletJudgment(models.Model):
     answer = models.CharField(max_length=10, choices=Answer.choices)
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.LABELING)
     seconds = models.FloatField(null=True, blank=True, help_text="Time the labeler took to answer.")
+    # imported judgments: a hash of the row, so importing the same file twice adds nothing
+    import_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["user", "created_at"])]
+        permissions = [
+            ("label", "Can vote on triplets"),
+            ("manage_labeling", "Can make gold triplets, see labelers' quality, import and export judgments"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["triplet", "user"], condition=Q(source="labeling"),
+                                    name="one_labeling_judgment_per_user_and_triplet"),
+        ]
+
+
+class TripletAssignment(models.Model):
+    """A triplet handed to a labeler: never handed to them again, and held for them while open.
+
+    Open assignments older than ``LABELING_ASSIGNMENT_SECONDS`` no longer count
+    towards a triplet's wanted judgments, so a labeler who walks away does not
+    keep triplets from others.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ANSWERED = "answered", "Answered"
+        SKIPPED = "skipped", "Skipped"
+
+    triplet = models.ForeignKey(Triplet, on_delete=models.CASCADE, related_name="assignments")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="triplet_assignments")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["triplet", "user"], name="one_assignment_per_user_and_triplet")]
+        indexes = [models.Index(fields=["user", "status"])]

@@ -1,35 +1,172 @@
-"""Reads of triplets and judgments; above all, the training set a ranking model learns from."""
+"""Reads of triplets and judgments: the labeling queue, labelers' figures and quality, and the
+training set a ranking model learns from."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Q
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
 
-from labeling.models import Triplet, TripletJudgment
+from django.conf import settings
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from labeling.models import Triplet, TripletAssignment, TripletJudgment
 from ranking.models import SimilarityCriterion
 
 
-def training_triplets(*, criterion: SimilarityCriterion) -> list[tuple[int, int, int]]:
+def triplets_waiting(*, criterion: SimilarityCriterion, collection_id: int | None = None) -> QuerySet[Triplet]:
+    """Non-gold triplets that still want labelers, in serving order (highest priority first).
+
+    A triplet is taken by each answered assignment and by each open one younger
+    than ``LABELING_ASSIGNMENT_SECONDS``.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.LABELING_ASSIGNMENT_SECONDS)
+    taken = (TripletAssignment.objects.filter(triplet=OuterRef("pk"))
+             .filter(Q(status=TripletAssignment.Status.ANSWERED)
+                     | Q(status=TripletAssignment.Status.OPEN, created_at__gte=cutoff))
+             .order_by().values("triplet").annotate(n=Count("pk")).values("n"))
+    triplets = (Triplet.objects.filter(criterion=criterion, gold_answer="", complete=False)
+                .annotate(taken=Coalesce(Subquery(taken, output_field=IntegerField()), 0))
+                .filter(taken__lt=F("judgments_wanted")))
+    if collection_id is not None:
+        triplets = triplets.filter(query__collection_id=collection_id)
+    return triplets.order_by("-priority", "pk")
+
+
+def criteria_for_labeler(*, user) -> QuerySet[SimilarityCriterion]:
+    """The criteria the user may label: those listing them, and those listing nobody."""
+    if not user.has_perm("labeling.label"):
+        return SimilarityCriterion.objects.none()
+    return (SimilarityCriterion.objects.annotate(n_labelers=Count("labelers"))
+            .filter(Q(n_labelers=0) | Q(labelers=user)).distinct().order_by("pk"))
+
+
+@dataclass(frozen=True)
+class LabelerStats:
+    today: int
+    total: int
+    answers_per_minute: float | None  # at the labeler's recent pace
+    gold_answered: int
+    gold_correct: int
+
+
+def labeler_stats(*, user, criterion: SimilarityCriterion | None = None) -> LabelerStats:
+    """The labeler's own figures, as the labeling page shows them."""
+    judgments = TripletJudgment.objects.filter(user=user, source=TripletJudgment.Source.LABELING)
+    if criterion is not None:
+        judgments = judgments.filter(triplet__criterion=criterion)
+    start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = judgments.aggregate(
+        total=Count("pk"), today=Count("pk", filter=Q(created_at__gte=start_of_day)),
+        gold_answered=Count("pk", filter=~Q(triplet__gold_answer="")),
+        gold_correct=Count("pk", filter=~Q(triplet__gold_answer="") & Q(answer=F("triplet__gold_answer"))),
+    )
+    # pace: the last 20 answers' own timings, so a coffee break does not drag it down for the day
+    recent = [s for s in judgments.order_by("-created_at").values_list("seconds", flat=True)[:20] if s]
+    per_minute = round(60 * len(recent) / sum(recent), 1) if recent else None
+    return LabelerStats(today=counts["today"], total=counts["total"], answers_per_minute=per_minute,
+                        gold_answered=counts["gold_answered"], gold_correct=counts["gold_correct"])
+
+
+@dataclass(frozen=True)
+class LabelerQuality:
+    user_id: int
+    username: str
+    answers: int
+    gold_answered: int
+    gold_accuracy: float | None  # share right on gold triplets
+    agreement: float | None  # share of their A/B answers that match the others' majority on shared triplets
+
+
+def labeler_quality(*, criterion: SimilarityCriterion) -> list[LabelerQuality]:
+    """Per labeler: gold accuracy and agreement with the other labelers of the same triplets."""
+    rows = (TripletJudgment.objects.filter(triplet__criterion=criterion, user__isnull=False)
+            .values_list("user_id", "user__username", "triplet_id", "answer", "triplet__gold_answer"))
+    by_triplet: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    names, answers, gold_answered, gold_right = {}, Counter(), Counter(), Counter()
+    for user_id, username, triplet_id, answer, gold in rows:
+        names[user_id] = username
+        answers[user_id] += 1
+        by_triplet[triplet_id].append((user_id, answer))
+        if gold:
+            gold_answered[user_id] += 1
+            gold_right[user_id] += answer == gold
+    agreed, compared = Counter(), Counter()
+    for votes in by_triplet.values():
+        for user_id, answer in votes:
+            others = Counter(a for u, a in votes if u != user_id and a != TripletJudgment.Answer.UNSURE)
+            if answer == TripletJudgment.Answer.UNSURE or not others:
+                continue
+            (top, n), *rest = others.most_common()
+            if rest and rest[0][1] == n:
+                continue  # the others are split: nothing to agree with
+            compared[user_id] += 1
+            agreed[user_id] += answer == top
+    return [
+        LabelerQuality(user_id=u, username=names[u], answers=answers[u], gold_answered=gold_answered[u],
+                       gold_accuracy=gold_right[u] / gold_answered[u] if gold_answered[u] else None,
+                       agreement=agreed[u] / compared[u] if compared[u] else None)
+        for u in sorted(names, key=lambda u: names[u])
+    ]
+
+
+def triplet_agreement(*, triplet: Triplet) -> float | None:
+    """Share of the triplet's A/B answers that side with its majority (None without answers)."""
+    votes = Counter(triplet.judgments.exclude(answer=TripletJudgment.Answer.UNSURE).values_list("answer", flat=True))
+    total = sum(votes.values())
+    return max(votes.values()) / total if total else None
+
+
+def excluded_labelers(*, criterion: SimilarityCriterion, min_gold_accuracy: float | None = None) -> set[int]:
+    """Labelers whose gold accuracy is below the threshold (``LABELING_MIN_GOLD_ACCURACY``),
+    once they answered ``LABELING_MIN_GOLD_ANSWERS`` gold triplets."""
+    threshold = settings.LABELING_MIN_GOLD_ACCURACY if min_gold_accuracy is None else min_gold_accuracy
+    if not threshold:
+        return set()
+    return {q.user_id for q in labeler_quality(criterion=criterion)
+            if q.gold_answered >= settings.LABELING_MIN_GOLD_ANSWERS and q.gold_accuracy < threshold}
+
+
+def training_triplets(*, criterion: SimilarityCriterion,
+                      min_gold_accuracy: float | None = None) -> list[tuple[int, int, int]]:
     """The aggregate of the criterion's judgments as (query, more similar, less similar) image ids.
 
-    Majority vote per triplet over its "A" and "B" answers; "can't tell" answers
-    count for neither side, and ties (including triplets answered only "can't
-    tell") are left out. Ordered by triplet id, so the same judgments always give
-    the same list.
+    A gold triplet counts with its known answer. Otherwise: majority vote over its
+    "A" and "B" answers; "can't tell" answers count for neither side, and ties
+    (including triplets answered only "can't tell") are left out. Answers of
+    labelers below the gold-accuracy threshold (``excluded_labelers``) are not
+    counted. Ordered by triplet id, so the same judgments always give the same list.
     """
+    excluded = excluded_labelers(criterion=criterion, min_gold_accuracy=min_gold_accuracy)
+    counted = ~Q(judgments__user__in=excluded) if excluded else Q()
     rows = (
         Triplet.objects.filter(criterion=criterion)
         .annotate(
-            votes_a=Count("judgments", filter=Q(judgments__answer=TripletJudgment.Answer.A)),
-            votes_b=Count("judgments", filter=Q(judgments__answer=TripletJudgment.Answer.B)),
+            votes_a=Count("judgments", filter=Q(judgments__answer=TripletJudgment.Answer.A) & counted),
+            votes_b=Count("judgments", filter=Q(judgments__answer=TripletJudgment.Answer.B) & counted),
         )
-        .exclude(votes_a=0, votes_b=0)
+        .filter(~Q(gold_answer="") | ~Q(votes_a=0, votes_b=0))
         .order_by("pk")
-        .values_list("query_id", "candidate_a_id", "candidate_b_id", "votes_a", "votes_b")
+        .values_list("query_id", "candidate_a_id", "candidate_b_id", "votes_a", "votes_b", "gold_answer")
     )
     out = []
-    for query, a, b, votes_a, votes_b in rows:
-        if votes_a > votes_b:
+    for query, a, b, votes_a, votes_b, gold in rows:
+        if gold == "a" or (not gold and votes_a > votes_b):
             out.append((query, a, b))
-        elif votes_b > votes_a:
+        elif gold == "b" or (not gold and votes_b > votes_a):
             out.append((query, b, a))
     return out
+
+
+NOT_A_LABELER = "You may not label this criterion."
+
+
+def criterion_for_labeler(*, user, criterion_id: int | None = None) -> SimilarityCriterion:
+    """The criterion the user labels: the one asked for, or their first; PermissionError if they may not."""
+    allowed = criteria_for_labeler(user=user)
+    criterion = allowed.filter(pk=criterion_id).first() if criterion_id is not None else allowed.first()
+    if criterion is None:
+        raise PermissionError(NOT_A_LABELER)
+    return criterion

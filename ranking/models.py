@@ -27,6 +27,8 @@ class SimilarityCriterion(models.Model):
     question = models.CharField(max_length=500, default=DEFAULT_QUESTION,
                                 help_text="What labelers are asked about each triplet.")
     description = models.TextField(blank=True)
+    # who may label it; nobody listed means every labeler
+    labelers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="labeling_criteria")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -77,6 +79,7 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("manage_models", "Can train, refresh, activate and retire models")]
         constraints = [
             models.UniqueConstraint(
                 fields=["criterion"], condition=Q(status="active"), name="one_active_version_per_criterion"

@@ -104,3 +104,10 @@ def autoencoder(stripes_library, criterion):
     version = training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
                              dispatch=False)
     return version_train(version_id=version.pk, embed="inline")
+
+
+@pytest.fixture(scope="session")
+def live_server(django_db_setup, live_server):
+    """pytest-django's live server, stopped before the test database is dropped (its thread holds a
+    connection that would otherwise keep the database from being dropped)."""
+    return live_server

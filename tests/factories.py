@@ -27,6 +27,14 @@ class UserFactory(factory.django.DjangoModelFactory):
             app_label, perm = codename.split(".")
             user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=perm))
 
+    @factory.post_generation
+    def roles(user, create, extracted, **kwargs):
+        """``UserFactory(roles=["labeler"])``: the real role groups (imagesearch.services.accounts)."""
+        from imagesearch.services.accounts import user_roles_set
+
+        if extracted:
+            user_roles_set(user=user, roles=list(extracted))
+
 
 class CollectionFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
@@ -8,6 +8,7 @@ urlpatterns = [
     path("images/", views.ImageListApi.as_view(), name="api-image-list"),
     path("images/upload/", views.ImageUploadApi.as_view(), name="api-image-upload"),
     path("images/<int:image_id>/", views.ImageDetailApi.as_view(), name="api-image-detail"),
+    path("labeling/", include("labeling.api.urls")),
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -7,11 +7,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from imagesearch import selectors
+from imagesearch.api.permissions import HasModelPermission
 from imagesearch.api.serializers import (
     ImageFilterSerializer,
     ImageOutputSerializer,
@@ -23,15 +24,10 @@ from imagesearch.services.ingest import collection_get_or_create, image_ingest_b
 from imagesearch.services.library import image_delete
 
 
-class HasModelPermission(BasePermission):
-    """The user holds the Django permission named by the view's ``required_permission``."""
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.has_perm(view.required_permission))
-
-
 class ImageListApi(ListAPIView):
     serializer_class = ImageOutputSerializer
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
 
     @extend_schema(
         parameters=[
@@ -54,10 +50,8 @@ class ImageListApi(ListAPIView):
 
 class ImageDetailApi(APIView):
     def get_permissions(self):
-        if self.request.method == "DELETE":
-            self.required_permission = "imagesearch.delete_image"
-            return [IsAuthenticated(), HasModelPermission()]
-        return [IsAuthenticated()]
+        self.required_permission = "imagesearch.delete_image" if self.request.method == "DELETE" else "imagesearch.search"
+        return [IsAuthenticated(), HasModelPermission()]
 
     @extend_schema(responses=ImageOutputSerializer)
     def get(self, request, image_id: int):

@@ -335,7 +335,11 @@ def split_by_query(triplets: list[tuple[int, int, int]], val_fraction: float, se
     held-out query was seen as an anchor in training. (Candidates may still be
     held-out queries of other triplets.)
     """
-    held = {q for q, _, _ in triplets if _held_out(q, val_fraction, seed)}
+    queries = sorted({q for q, _, _ in triplets})
+    held = {q for q in queries if _held_out(q, val_fraction, seed)}
+    if not held and val_fraction > 0 and len(queries) > 1:
+        # few queries may all hash above the cut: hold out the lowest, still decided by ids alone
+        held = {min(queries, key=lambda q: _query_hash(q, seed))}
     train = [t for t in triplets if t[0] not in held]
     val = [t for t in triplets if t[0] in held]
     return train, val
@@ -345,7 +349,11 @@ def _held_out(query_id: int, val_fraction: float, seed: int) -> bool:
     """Whether a query image is held out: decided by its id alone, so the split stays put as
     judgments accumulate, and a version continuing from its parent is not scored on the
     parent's training queries."""
-    return zlib.crc32(f"{seed}:{query_id}".encode()) % 10_000 < val_fraction * 10_000
+    return _query_hash(query_id, seed) < val_fraction * 10_000
+
+
+def _query_hash(query_id: int, seed: int) -> int:
+    return zlib.crc32(f"{seed}:{query_id}".encode()) % 10_000
 
 
 def baseline_accuracies(*, criterion: SimilarityCriterion, triplets: list[tuple[int, int, int]]) -> dict:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def client_for():
     def make(*permissions):
         api = APIClient()
-        api.force_authenticate(UserFactory(permissions=list(permissions)))
+        api.force_authenticate(UserFactory(permissions=["imagesearch.search", *permissions]))
         return api
     return make
 
@@ -31,7 +31,7 @@ def test_anonymous_requests_are_refused():
 
 
 def test_token_authentication(client):
-    user = UserFactory()
+    user = UserFactory(roles=["analyst"])
     token = Token.objects.create(user=user)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def signed_in(client):
-    client.force_login(UserFactory())
+    client.force_login(UserFactory(roles=["analyst"]))
     return client
 
 
@@ -25,7 +25,7 @@ def test_pages_need_a_login(client):
 
 
 def test_login_page_and_logout(client):
-    UserFactory(username="ann")
+    UserFactory(username="ann", roles=["analyst"])
     assert client.get("/accounts/login/").status_code == 200
     response = client.post("/accounts/login/", {"username": "ann", "password": "pw"})
     assert response.status_code == 302

@@ -6,10 +6,9 @@ import pytest
 
 from labeling.models import Triplet, TripletJudgment
 from labeling.selectors import training_triplets
-from labeling.services import (
-    INVALID_ANSWER,
+from labeling.services.judgments import INVALID_ANSWER, judgment_record
+from labeling.services.triplets import (
     CandidatePolicy,
-    judgment_record,
     triplet_candidates,
     triplet_get_or_create,
     triplets_generate,

@@ -8,7 +8,8 @@ from django.db import IntegrityError, connection, transaction
 
 from imagesearch.models import Image, Job
 from labeling.models import TripletJudgment
-from labeling.services import judgment_record, triplet_get_or_create
+from labeling.services.judgments import judgment_record
+from labeling.services.triplets import triplet_get_or_create
 from ranking.models import Embedding, EmbeddingChunk, ModelVersion
 from ranking.selectors import active_version, embed_file, embedding_vectors, image_search
 from ranking.services.embeddings import (

@@ -1,0 +1,161 @@
+"""Handing triplets to labelers and recording, skipping and undoing their answers."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from labeling.models import Triplet, TripletAssignment, TripletJudgment
+from ranking.models import SimilarityCriterion
+
+INVALID_ANSWER = "The answer must be 'a', 'b' or 'unsure'."
+NOT_ASSIGNED = "This triplet was not given to you, or you already answered it."
+NOTHING_TO_UNDO = "There is no recent answer of yours to undo."
+ALREADY_ANSWERED = "You already answered this triplet."
+
+UNDO_WINDOW = timedelta(hours=1)
+# a contested triplet jumps ahead of every model-chosen one (their priorities are ≤ 1)
+DISAGREEMENT_PRIORITY = 10.0
+
+
+def judgment_record(
+    *,
+    triplet: Triplet,
+    answer: str,
+    user=None,
+    source: str = TripletJudgment.Source.LABELING,
+    seconds: float | None = None,
+    import_key: str | None = None,
+) -> TripletJudgment:
+    """Store one answer to "which of A and B is more similar to the query?"."""
+    if answer not in TripletJudgment.Answer.values:
+        raise ValueError(INVALID_ANSWER)
+    judgment = TripletJudgment(triplet=triplet, answer=answer, user=user, source=source, seconds=seconds,
+                               import_key=import_key)
+    judgment.full_clean(validate_constraints=False)  # the database checks uniqueness, race-free
+    try:
+        with transaction.atomic():
+            judgment.save()
+    except IntegrityError:
+        raise ValueError(ALREADY_ANSWERED) from None
+    return judgment
+
+
+def assignments_next(*, user, criterion: SimilarityCriterion, collection_id: int | None = None,
+                     count: int = 1, rng: random.Random | None = None) -> list[Triplet]:
+    """Up to ``count`` triplets for the labeler to answer next, held for them (see ``TripletAssignment``).
+
+    Triplets the labeler was given before never come back. Gold triplets are mixed
+    in at ``LABELING_GOLD_RATE``; the others are served highest priority first,
+    while fewer than ``judgments_wanted`` labelers hold or answered them. When the
+    queue runs low a refill is queued, and an empty queue is refilled at once, so
+    the labeler always gets a triplet while the library has three images.
+    """
+    from labeling.tasks import refill_triplets_soon
+
+    rng = rng or random.Random()
+    served: list[Triplet] = []
+    for _ in range(count):
+        triplet = None
+        if rng.random() < settings.LABELING_GOLD_RATE:
+            triplet = _assign_first(user, _gold_for(user, criterion, collection_id))
+        if triplet is None:
+            triplet = _assign_first(user, _waiting_for(user, criterion, collection_id))
+        if triplet is None:
+            from labeling.services.triplets import triplets_refill
+
+            triplets_refill(criterion=criterion, collection_id=collection_id,
+                            target=max(count, 10))  # enough to go on with; the task adds the rest
+            triplet = _assign_first(user, _waiting_for(user, criterion, collection_id))
+        if triplet is None:
+            break
+        served.append(triplet)
+    refill_triplets_soon(criterion_id=criterion.pk, collection_id=collection_id)
+    return served
+
+
+def _gold_for(user, criterion, collection_id):
+    gold = Triplet.objects.filter(criterion=criterion).exclude(gold_answer="").exclude(assignments__user=user)
+    if collection_id is not None:
+        gold = gold.filter(query__collection_id=collection_id)
+    return gold.order_by("?")
+
+
+def _waiting_for(user, criterion, collection_id):
+    from labeling.selectors import triplets_waiting
+
+    return triplets_waiting(criterion=criterion, collection_id=collection_id).exclude(assignments__user=user)
+
+
+def _assign_first(user, triplets) -> Triplet | None:
+    """Lock the first triplet no one else is taking right now and assign it to the user."""
+    with transaction.atomic():
+        triplet = (triplets.select_for_update(skip_locked=True, of=("self",))
+                   .select_related("query", "candidate_a", "candidate_b", "criterion").first())
+        if triplet is None:
+            return None
+        TripletAssignment.objects.create(triplet=triplet, user=user)
+    return triplet
+
+
+def judgment_submit(*, user, triplet_id: int, answer: str, seconds: float | None = None) -> TripletJudgment:
+    """Record a labeler's answer to a triplet they were given; an answer that splits the labelers
+    asks one more labeler (up to ``LABELING_MAX_JUDGMENTS_PER_TRIPLET``), first in the queue."""
+    if answer not in TripletJudgment.Answer.values:
+        raise ValueError(INVALID_ANSWER)
+    with transaction.atomic():
+        assignment = (TripletAssignment.objects.select_for_update().select_related("triplet")
+                      .filter(user=user, triplet_id=triplet_id, status=TripletAssignment.Status.OPEN).first())
+        if assignment is None:
+            raise ValueError(NOT_ASSIGNED)
+        judgment = judgment_record(triplet=assignment.triplet, answer=answer, user=user, seconds=seconds)
+        assignment.status = TripletAssignment.Status.ANSWERED
+        assignment.save(update_fields=["status"])
+        _ask_another_labeler_if_split(assignment.triplet)
+        _update_complete(assignment.triplet_id)
+    return judgment
+
+
+def _ask_another_labeler_if_split(triplet: Triplet) -> None:
+    answers = list(triplet.judgments.filter(answer__in=["a", "b"]).values_list("answer", flat=True))
+    split = answers.count("a") == answers.count("b") and answers
+    if split and triplet.judgments_wanted < settings.LABELING_MAX_JUDGMENTS_PER_TRIPLET and not triplet.gold_answer:
+        Triplet.objects.filter(pk=triplet.pk).update(judgments_wanted=F("judgments_wanted") + 1,
+                                                      priority=DISAGREEMENT_PRIORITY)
+
+
+def _update_complete(triplet_id: int) -> None:
+    answered = TripletAssignment.objects.filter(triplet_id=triplet_id, status=TripletAssignment.Status.ANSWERED).count()
+    wanted = Triplet.objects.filter(pk=triplet_id).values_list("judgments_wanted", flat=True).get()
+    Triplet.objects.filter(pk=triplet_id).update(complete=answered >= wanted)
+
+
+def assignment_skip(*, user, triplet_id: int) -> None:
+    """The labeler passes on a triplet: it goes to others, never back to them."""
+    updated = TripletAssignment.objects.filter(
+        user=user, triplet_id=triplet_id, status=TripletAssignment.Status.OPEN
+    ).update(status=TripletAssignment.Status.SKIPPED)
+    if not updated:
+        raise ValueError(NOT_ASSIGNED)
+
+
+def judgment_undo(*, user, criterion: SimilarityCriterion) -> Triplet:
+    """Delete the labeler's latest labeling-page answer (of the last hour) and give the triplet back to them."""
+    with transaction.atomic():
+        judgment = (TripletJudgment.objects.select_for_update()
+                    .filter(user=user, triplet__criterion=criterion, source=TripletJudgment.Source.LABELING,
+                            created_at__gte=timezone.now() - UNDO_WINDOW)
+                    .order_by("-created_at", "-id").first())
+        if judgment is None:
+            raise ValueError(NOTHING_TO_UNDO)
+        triplet = judgment.triplet
+        judgment.delete()
+        TripletAssignment.objects.filter(user=user, triplet=triplet).update(
+            status=TripletAssignment.Status.OPEN, created_at=timezone.now())
+        _update_complete(triplet.pk)
+    return Triplet.objects.select_related("query", "candidate_a", "candidate_b", "criterion").get(pk=triplet.pk)

@@ -1,0 +1,31 @@
+"""Celery tasks of the labeling app: thin wrappers that take ids and call services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+from django.db import InterfaceError, OperationalError, transaction
+
+REFILL_THROTTLE_SECONDS = 30
+
+
+@shared_task(name="labeling.refill_triplets", queue="default", soft_time_limit=600, time_limit=660,
+             autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+def refill_triplets(criterion_id: int, collection_id: int | None = None) -> int:
+    """Top the criterion's queue for one collection (or the library) up to LABELING_QUEUE_TARGET."""
+    from labeling.services.triplets import triplets_refill
+    from ranking.models import SimilarityCriterion
+
+    criterion = SimilarityCriterion.objects.filter(pk=criterion_id).first()
+    return triplets_refill(criterion=criterion, collection_id=collection_id) if criterion else 0
+
+
+def refill_triplets_soon(*, criterion_id: int, collection_id: int | None = None) -> None:
+    """Queue a refill after this transaction commits, at most once per queue every 30 s in this process
+    (a refill of a full queue does nothing, so a missed throttle costs one cheap task)."""
+    if not settings.LABELING_BACKGROUND_REFILL:
+        return
+    key = f"labeling-refill-{criterion_id}-{collection_id}"
+    if cache.add(key, 1, timeout=REFILL_THROTTLE_SECONDS):
+        transaction.on_commit(lambda: refill_triplets.delay(criterion_id, collection_id))

@@ -1,0 +1,187 @@
+// The labeling page: answer triplets with the keyboard (or a click or tap), never waiting on the page.
+//
+// A few triplets are held ahead, their images already decoded, so the next one is on screen
+// the moment an answer is given; answers, skips and undos go to the server in the background,
+// one after another, in the order they were given.
+(() => {
+  "use strict";
+  const root = document.getElementById("labeling");
+  if (!root) return;
+  const AHEAD = 3; // triplets held ready beyond the one on screen
+  const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const criterion = Number(root.dataset.criterion);
+  const el = (id) => document.getElementById(id);
+  const frames = { query: el("query-frame"), a: el("a-frame"), b: el("b-frame") };
+  const statusLine = el("status");
+  const counters = { today: el("stat-today"), total: el("stat-total"), pace: el("stat-pace") };
+
+  const ready = []; // {triplet, images: {query, a, b}} with decoded <img> elements
+  let current = null;
+  let shownAt = 0;
+  let fetching = null;
+  let exhausted = false;
+  let writes = Promise.resolve(); // answers, skips and undos, strictly in order
+  let sinceStats = 0;
+
+  async function api(url, body, method = "POST") {
+    const response = await fetch(url, {
+      method,
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = data.detail || Object.values(data).flat().join(" ") || response.statusText;
+      throw new Error(detail);
+    }
+    return data;
+  }
+
+  function say(text, isError = false) {
+    statusLine.textContent = text;
+    statusLine.classList.toggle("error", isError);
+  }
+
+  function picture(image, alt) {
+    const img = new Image();
+    img.alt = alt;
+    img.src = image.file_url;
+    img.decoding = "async";
+    // decode() resolves once the picture can be painted at once; a broken one still shows its alt text
+    return img.decode().catch(() => undefined).then(() => img);
+  }
+
+  async function prepare(triplet) {
+    const [query, a, b] = await Promise.all([
+      picture(triplet.query, "Query image"), picture(triplet.a, "Candidate A"), picture(triplet.b, "Candidate B"),
+    ]);
+    return { triplet, images: { query, a, b } };
+  }
+
+  function topUp() {
+    if (fetching || exhausted || ready.length >= AHEAD) return fetching;
+    const count = AHEAD - ready.length;
+    fetching = api(root.dataset.nextUrl, { criterion, count })
+      .then((data) => Promise.all(data.triplets.map(prepare)))
+      .then((prepared) => {
+        if (!prepared.length) exhausted = true;
+        ready.push(...prepared);
+      })
+      .catch((error) => say(`Could not load more triplets: ${error.message}`, true))
+      .finally(() => { fetching = null; });
+    return fetching;
+  }
+
+  function show(item) {
+    current = item;
+    const busy = el("triplet");
+    if (!item) {
+      for (const frame of Object.values(frames)) frame.replaceChildren();
+      busy.setAttribute("aria-busy", "true");
+      return;
+    }
+    frames.query.replaceChildren(item.images.query);
+    frames.a.replaceChildren(item.images.a);
+    frames.b.replaceChildren(item.images.b);
+    busy.setAttribute("aria-busy", "false");
+    busy.dataset.triplet = item.triplet.id;
+    shownAt = performance.now();
+  }
+
+  async function showNext() {
+    if (ready.length) {
+      show(ready.shift());
+      topUp();
+      return;
+    }
+    show(null);
+    say("Loading…");
+    await topUp();
+    if (ready.length) {
+      say("");
+      show(ready.shift());
+      topUp();
+    } else {
+      say("No triplets to label right now. New ones are being prepared; this page checks again every 15 s.");
+      setTimeout(() => { exhausted = false; if (!current) showNext(); }, 15000);
+    }
+  }
+
+  function write(url, body, onDone) {
+    writes = writes
+      .then(() => api(url, body))
+      .then(onDone)
+      .catch((error) => say(error.message, true));
+    return writes;
+  }
+
+  function bump(delta) {
+    counters.today.textContent = Math.max(0, Number(counters.today.textContent) + delta);
+    counters.total.textContent = Math.max(0, Number(counters.total.textContent) + delta);
+  }
+
+  function refreshStats() {
+    writes.then(() => api(`${root.dataset.statsUrl}?criterion=${criterion}`, undefined, "GET")).then((stats) => {
+      counters.today.textContent = stats.today;
+      counters.total.textContent = stats.total;
+      counters.pace.textContent = stats.answers_per_minute ?? "–";
+    }).catch(() => undefined);
+  }
+
+  function answer(value) {
+    if (!current) return;
+    const { triplet } = current;
+    const seconds = Math.round(performance.now() - shownAt) / 1000;
+    const started = performance.now();
+    showNext();
+    root.dataset.lastSwitchMs = String(Math.round(performance.now() - started));
+    bump(1);
+    say("");
+    write(root.dataset.judgmentUrl, { triplet: triplet.id, answer: value, seconds }, () => {
+      if (++sinceStats >= 5) { sinceStats = 0; refreshStats(); }
+    });
+  }
+
+  function skip() {
+    if (!current) return;
+    const { triplet } = current;
+    showNext();
+    write(root.dataset.skipUrl, { triplet: triplet.id });
+  }
+
+  function undo() {
+    write(root.dataset.undoUrl, { criterion }, async (triplet) => {
+      if (current) ready.unshift(current); // the one on screen waits for its turn again
+      show(await prepare(triplet));
+      bump(-1);
+      say("Answer undone: answer this one again.");
+      refreshStats();
+    });
+  }
+
+  const KEYS = {
+    ArrowLeft: () => answer("a"), 1: () => answer("a"),
+    ArrowRight: () => answer("b"), 2: () => answer("b"),
+    ArrowDown: () => answer("unsure"), 0: () => answer("unsure"),
+    " ": skip, Backspace: undo, u: undo, U: undo,
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, textarea, select")) return;
+    const action = KEYS[event.key];
+    if (!action) return;
+    event.preventDefault();
+    if (!event.repeat) action();
+  });
+  root.addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    if (button.dataset.answer) answer(button.dataset.answer);
+    else if (button.id === "skip") skip();
+    else if (button.id === "undo") undo();
+    button.blur(); // keep Space for "skip", not for pressing the focused button again
+  });
+
+  showNext();
+})();
