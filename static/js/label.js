@@ -22,6 +22,9 @@
   let exhausted = false;
   let writes = Promise.resolve(); // answers, skips and undos, strictly in order
   let sinceStats = 0;
+  let answeredAt = null;
+  // ms from each answer to the next triplet painted; read by bench/labeling_page.py
+  window.labelingSwitchTimes = [];
 
   async function api(url, body, method = "POST") {
     const response = await fetch(url, {
@@ -88,6 +91,11 @@
     busy.setAttribute("aria-busy", "false");
     busy.dataset.triplet = item.triplet.id;
     shownAt = performance.now();
+    if (answeredAt !== null) {
+      const started = answeredAt;
+      answeredAt = null;
+      requestAnimationFrame(() => window.labelingSwitchTimes.push(performance.now() - started));
+    }
   }
 
   async function showNext() {
@@ -134,9 +142,8 @@
     if (!current) return;
     const { triplet } = current;
     const seconds = Math.round(performance.now() - shownAt) / 1000;
-    const started = performance.now();
+    answeredAt = performance.now();
     showNext();
-    root.dataset.lastSwitchMs = String(Math.round(performance.now() - started));
     bump(1);
     say("");
     write(root.dataset.judgmentUrl, { triplet: triplet.id, answer: value, seconds }, () => {
