@@ -286,6 +286,8 @@ def run_curves(args: argparse.Namespace) -> dict:
             def judge(n=budget - done, selector=selector):
                 if selection == "active":
                     sample, unused[:] = unused[: 3 * n], unused[3 * n:]
+                    if len(sample) < 3 * n:  # every query used once: draw again from the whole pool
+                        sample += arm_rng.sample([q for q in pool if q not in set(sample)], 3 * n - len(sample))
                     triplets = triplets_generate(criterion=criterion, version=selector, query_ids=sample, policy=policy,
                                                  seed=arm_rng.randrange(2**31), exclude_ids=held,
                                                  selection="active", count=n)

@@ -175,7 +175,8 @@ LABELING_MAX_JUDGMENTS_PER_TRIPLET = env_int("LABELING_MAX_JUDGMENTS_PER_TRIPLET
 LABELING_GOLD_RATE = float(os.environ.get("LABELING_GOLD_RATE", "0.05"))  # share of gold triplets served
 LABELING_MIN_GOLD_ACCURACY = float(os.environ.get("LABELING_MIN_GOLD_ACCURACY", "0"))  # 0: nobody excluded
 LABELING_MIN_GOLD_ANSWERS = env_int("LABELING_MIN_GOLD_ANSWERS", 10)  # before the threshold applies
-LABELING_SELECTION = os.environ.get("LABELING_SELECTION", "active")  # or "random"
+# "random" (the neighbourhood policy) or "active"; random measured better (docs/benchmarks.md)
+LABELING_SELECTION = os.environ.get("LABELING_SELECTION", "random")
 LABELING_QUEUE_TARGET = env_int("LABELING_QUEUE_TARGET", 200)  # unanswered triplets kept per collection
 LABELING_ASSIGNMENT_SECONDS = env_int("LABELING_ASSIGNMENT_SECONDS", 900)  # how long a served triplet is held
 LABELING_BACKGROUND_REFILL = env_bool("LABELING_BACKGROUND_REFILL", True)  # refill queues in a Celery task
@@ -225,7 +226,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Image library, triplet labeling and deep-ranking similarity search.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_PERMISSIONS": ["imagesearch.api.permissions.HasAnyRole"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

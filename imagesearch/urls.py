@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from imagesearch import views
 from labeling import views as labeling_views
@@ -10,7 +11,12 @@ urlpatterns = [
     path("images/<int:image_id>/", views.image_detail, name="image-detail"),
     path("documents/<int:document_id>/", views.document_detail, name="document-detail"),
     path("media/<path:name>", views.media_file, name="media-file"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # sign in and out, and change one's own password; no anonymous password-reset pages
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(),
+         name="password_change_done"),
     path("api/", include("imagesearch.api.urls")),
     path("admin/", admin.site.urls),
 ]

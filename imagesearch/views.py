@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 
 from django.conf import settings
-from django.core.exceptions import SuspiciousFileOperation
+from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -79,7 +79,14 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def media_file(request: HttpRequest, name: str) -> FileResponse:
-    """Serve a stored file to signed-in users; names are content hashes, so cache forever."""
+    """Serve a stored file to labelers and analysts; names are content hashes, so cache forever.
+
+    Downloads under the original name are for analysts only: a file name often gives
+    away what a labeler is asked to judge by eye.
+    """
+    can_search = request.user.has_perm("imagesearch.search")
+    if not (can_search or request.user.has_perm("labeling.label")) or (request.GET.get("download") and not can_search):
+        raise PermissionDenied
     try:
         path = safe_join(settings.MEDIA_ROOT, name)
         response = FileResponse(open(path, "rb"), content_type=mimetypes.guess_type(path)[0])

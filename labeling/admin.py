@@ -10,6 +10,8 @@ class TripletAdmin(admin.ModelAdmin):
                     "judgments_wanted", "created_at")
     list_filter = ("criterion", "gold_answer")
     raw_id_fields = ("query", "candidate_a", "candidate_b")
+    # kept by the labeling services; edited by hand they would desynchronise the queue
+    readonly_fields = ("priority", "judgments_wanted", "complete", "gold_answer", "origin")
     actions = ["make_gold"]
 
     @admin.action(description="Make gold (with each triplet's majority answer)", permissions=["manage"])

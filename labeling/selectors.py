@@ -16,16 +16,24 @@ from labeling.models import Triplet, TripletAssignment, TripletJudgment
 from ranking.models import SimilarityCriterion
 
 
+def _taken_filter() -> Q:
+    cutoff = timezone.now() - timedelta(seconds=settings.LABELING_ASSIGNMENT_SECONDS)
+    return Q(status=TripletAssignment.Status.ANSWERED) | Q(status=TripletAssignment.Status.OPEN,
+                                                          created_at__gte=cutoff)
+
+
+def triplet_taken(*, triplet_id: int) -> int:
+    """How many labelers answered the triplet or hold it now."""
+    return TripletAssignment.objects.filter(_taken_filter(), triplet_id=triplet_id).count()
+
+
 def triplets_waiting(*, criterion: SimilarityCriterion, collection_id: int | None = None) -> QuerySet[Triplet]:
     """Non-gold triplets that still want labelers, in serving order (highest priority first).
 
     A triplet is taken by each answered assignment and by each open one younger
     than ``LABELING_ASSIGNMENT_SECONDS``.
     """
-    cutoff = timezone.now() - timedelta(seconds=settings.LABELING_ASSIGNMENT_SECONDS)
-    taken = (TripletAssignment.objects.filter(triplet=OuterRef("pk"))
-             .filter(Q(status=TripletAssignment.Status.ANSWERED)
-                     | Q(status=TripletAssignment.Status.OPEN, created_at__gte=cutoff))
+    taken = (TripletAssignment.objects.filter(triplet=OuterRef("pk")).filter(_taken_filter())
              .order_by().values("triplet").annotate(n=Count("pk")).values("n"))
     triplets = (Triplet.objects.filter(criterion=criterion, gold_answer="", complete=False)
                 .annotate(taken=Coalesce(Subquery(taken, output_field=IntegerField()), 0))
@@ -126,7 +134,8 @@ def excluded_labelers(*, criterion: SimilarityCriterion, min_gold_accuracy: floa
     if not threshold:
         return set()
     return {q.user_id for q in labeler_quality(criterion=criterion)
-            if q.gold_answered >= settings.LABELING_MIN_GOLD_ANSWERS and q.gold_accuracy < threshold}
+            if q.gold_answered and q.gold_answered >= settings.LABELING_MIN_GOLD_ANSWERS
+            and q.gold_accuracy < threshold}
 
 
 def training_triplets(*, criterion: SimilarityCriterion,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, transaction
+
+logger = logging.getLogger(__name__)
 
 REFILL_THROTTLE_SECONDS = 30
 
@@ -28,4 +32,11 @@ def refill_triplets_soon(*, criterion_id: int, collection_id: int | None = None)
         return
     key = f"labeling-refill-{criterion_id}-{collection_id}"
     if cache.add(key, 1, timeout=REFILL_THROTTLE_SECONDS):
-        transaction.on_commit(lambda: refill_triplets.delay(criterion_id, collection_id))
+        transaction.on_commit(lambda: _send_refill(criterion_id, collection_id))
+
+
+def _send_refill(criterion_id: int, collection_id: int | None) -> None:
+    try:
+        refill_triplets.delay(criterion_id, collection_id)
+    except Exception:  # noqa: BLE001 - a broker outage must not fail the labeler's request
+        logger.exception("could not queue a refill of criterion %s, collection %s", criterion_id, collection_id)

@@ -27,3 +27,6 @@ RANKING_MODELS_DIR = Path(os.environ.get("RANKING_MODELS_DIR", DATA_DIR / "test-
 # A background refill would reach the session-wide test worker and write into other tests'
 # rows; tests refill inline (labeling.tasks.refill_triplets is called directly where tested).
 LABELING_BACKGROUND_REFILL = False
+# The live server's request threads would otherwise keep connections open past the test
+# session and stop the test database from being dropped.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -15,6 +15,9 @@ class CriterionOutputSerializer(serializers.Serializer):
     question = serializers.CharField()
 
 
+BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
+
+
 class TripletImageSerializer(serializers.Serializer):
     """An image as a labeler sees it: pictures only (no label or file name, which would bias the answer)."""
 
@@ -25,7 +28,10 @@ class TripletImageSerializer(serializers.Serializer):
     height = serializers.IntegerField()
 
     def get_file_url(self, image: Image) -> str:
-        return media_url(image.file.name)
+        # browsers cannot show every stored format (TIFF scans): those get their thumbnail
+        if image.media_type in BROWSER_IMAGE_TYPES:
+            return media_url(image.file.name)
+        return media_url(image.thumbnail.name)
 
     def get_thumbnail_url(self, image: Image) -> str:
         return media_url(image.thumbnail.name)
@@ -44,6 +50,8 @@ class NextInputSerializer(serializers.Serializer):
     criterion = serializers.IntegerField(required=False, help_text="default: the first criterion you may label")
     collection = serializers.IntegerField(required=False, help_text="only triplets of this collection")
     count = serializers.IntegerField(required=False, min_value=1, max_value=20, default=1)
+    resume = serializers.BooleanField(required=False, default=False,
+                                      help_text="first the triplets still held for you (a page just opened)")
 
 
 class NextOutputSerializer(serializers.Serializer):
@@ -76,8 +84,7 @@ class StatsOutputSerializer(serializers.Serializer):
     today = serializers.IntegerField()
     total = serializers.IntegerField()
     answers_per_minute = serializers.FloatField(allow_null=True)
-    gold_answered = serializers.IntegerField()
-    gold_correct = serializers.IntegerField()
+    # no gold figures here: live, with undo, they would tell a labeler which answers were gold
 
 
 class LabelerQualityOutputSerializer(serializers.Serializer):

@@ -72,7 +72,8 @@ class NextTripletsApi(LabelerApi):
     def post(self, request):
         data = _valid(s.NextInputSerializer, request.data)
         triplets = judgments.assignments_next(user=request.user, criterion=self.criterion(data.get("criterion")),
-                                              collection_id=data.get("collection"), count=data["count"])
+                                              collection_id=data.get("collection"), count=data["count"],
+                                              resume=data["resume"])
         return Response(s.NextOutputSerializer({"triplets": triplets}).data)
 
 

@@ -78,4 +78,10 @@ class Migration(migrations.Migration):
             model_name='tripletassignment',
             constraint=models.UniqueConstraint(fields=('triplet', 'user'), name='one_assignment_per_user_and_triplet'),
         ),
+        # triplets judged before this migration (simulated, imported) are not asked again
+    migrations.RunSQL(
+        "UPDATE labeling_triplet SET complete = true WHERE EXISTS "
+        "(SELECT 1 FROM labeling_tripletjudgment j WHERE j.triplet_id = labeling_triplet.id)",
+        migrations.RunSQL.noop,
+    ),
     ]

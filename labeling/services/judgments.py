@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from labeling.models import Triplet, TripletAssignment, TripletJudgment
@@ -47,7 +47,7 @@ def judgment_record(
 
 
 def assignments_next(*, user, criterion: SimilarityCriterion, collection_id: int | None = None,
-                     count: int = 1, rng: random.Random | None = None) -> list[Triplet]:
+                     count: int = 1, rng: random.Random | None = None, resume: bool = False) -> list[Triplet]:
     """Up to ``count`` triplets for the labeler to answer next, held for them (see ``TripletAssignment``).
 
     Triplets the labeler was given before never come back. Gold triplets are mixed
@@ -55,12 +55,15 @@ def assignments_next(*, user, criterion: SimilarityCriterion, collection_id: int
     while fewer than ``judgments_wanted`` labelers hold or answered them. When the
     queue runs low a refill is queued, and an empty queue is refilled at once, so
     the labeler always gets a triplet while the library has three images.
+
+    ``resume`` (a page just opened): first the labeler's own triplets still held
+    for them, so a reload or a second tab strands none.
     """
     from labeling.tasks import refill_triplets_soon
 
     rng = rng or random.Random()
-    served: list[Triplet] = []
-    for _ in range(count):
+    served: list[Triplet] = _held_by(user, criterion, collection_id)[:count] if resume else []
+    for _ in range(count - len(served)):
         triplet = None
         if rng.random() < settings.LABELING_GOLD_RATE:
             triplet = _assign_first(user, _gold_for(user, criterion, collection_id))
@@ -69,8 +72,10 @@ def assignments_next(*, user, criterion: SimilarityCriterion, collection_id: int
         if triplet is None:
             from labeling.services.triplets import triplets_refill
 
-            triplets_refill(criterion=criterion, collection_id=collection_id,
-                            target=max(count, 10))  # enough to go on with; the task adds the rest
+            # enough to go on with, counting only what this labeler may still get; the task adds
+            # the rest, and a labeler never waits behind the task's lock (wait=False)
+            triplets_refill(criterion=criterion, collection_id=collection_id, target=max(count, 10), user=user,
+                            wait=False)
             triplet = _assign_first(user, _waiting_for(user, criterion, collection_id))
         if triplet is None:
             break
@@ -92,15 +97,38 @@ def _waiting_for(user, criterion, collection_id):
     return triplets_waiting(criterion=criterion, collection_id=collection_id).exclude(assignments__user=user)
 
 
+def _held_by(user, criterion, collection_id) -> list[Triplet]:
+    cutoff = timezone.now() - timedelta(seconds=settings.LABELING_ASSIGNMENT_SECONDS)
+    held = Triplet.objects.filter(criterion=criterion, assignments__user=user, assignments__created_at__gte=cutoff,
+                                  assignments__status=TripletAssignment.Status.OPEN)
+    if collection_id is not None:
+        held = held.filter(query__collection_id=collection_id)
+    return list(held.select_related("query", "candidate_a", "candidate_b", "criterion")
+                .order_by("assignments__created_at", "pk"))
+
+
 def _assign_first(user, triplets) -> Triplet | None:
     """Lock the first triplet no one else is taking right now and assign it to the user."""
-    with transaction.atomic():
-        triplet = (triplets.select_for_update(skip_locked=True, of=("self",))
-                   .select_related("query", "candidate_a", "candidate_b", "criterion").first())
-        if triplet is None:
-            return None
-        TripletAssignment.objects.create(triplet=triplet, user=user)
-    return triplet
+    from labeling.selectors import triplet_taken
+
+    passed: list[int] = []
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                triplet = (triplets.exclude(pk__in=passed).select_for_update(skip_locked=True, of=("self",))
+                           .select_related("query", "candidate_a", "candidate_b", "criterion").first())
+                if triplet is None:
+                    return None
+                # the queue query saw a snapshot from before the lock: a labeler who committed in
+                # between may have taken the last place, so count again now that the row is ours
+                if not triplet.gold_answer and triplet_taken(triplet_id=triplet.pk) >= triplet.judgments_wanted:
+                    passed.append(triplet.pk)
+                    continue
+                TripletAssignment.objects.create(triplet=triplet, user=user)
+            return triplet
+        except IntegrityError:  # the same labeler in two tabs took it a moment ago
+            passed.append(triplet.pk)
+    return None
 
 
 def judgment_submit(*, user, triplet_id: int, answer: str, seconds: float | None = None) -> TripletJudgment:
@@ -113,26 +141,31 @@ def judgment_submit(*, user, triplet_id: int, answer: str, seconds: float | None
                       .filter(user=user, triplet_id=triplet_id, status=TripletAssignment.Status.OPEN).first())
         if assignment is None:
             raise ValueError(NOT_ASSIGNED)
+        Triplet.objects.select_for_update().filter(pk=triplet_id).first()  # serialise the triplet's bookkeeping
         judgment = judgment_record(triplet=assignment.triplet, answer=answer, user=user, seconds=seconds)
         assignment.status = TripletAssignment.Status.ANSWERED
         assignment.save(update_fields=["status"])
+        assignment.triplet.refresh_from_db()
         _ask_another_labeler_if_split(assignment.triplet)
         _update_complete(assignment.triplet_id)
     return judgment
 
 
 def _ask_another_labeler_if_split(triplet: Triplet) -> None:
+    """Once the wanted answers are in and they split A against B, ask one more labeler, first."""
     answers = list(triplet.judgments.filter(answer__in=["a", "b"]).values_list("answer", flat=True))
-    split = answers.count("a") == answers.count("b") and answers
-    if split and triplet.judgments_wanted < settings.LABELING_MAX_JUDGMENTS_PER_TRIPLET and not triplet.gold_answer:
-        Triplet.objects.filter(pk=triplet.pk).update(judgments_wanted=F("judgments_wanted") + 1,
-                                                      priority=DISAGREEMENT_PRIORITY)
+    answered = triplet.judgments.count()
+    split = answers and answers.count("a") == answers.count("b")
+    if (split and answered >= triplet.judgments_wanted and not triplet.gold_answer
+            and answered < settings.LABELING_MAX_JUDGMENTS_PER_TRIPLET):
+        Triplet.objects.filter(pk=triplet.pk).update(judgments_wanted=answered + 1, priority=DISAGREEMENT_PRIORITY)
 
 
 def _update_complete(triplet_id: int) -> None:
-    answered = TripletAssignment.objects.filter(triplet_id=triplet_id, status=TripletAssignment.Status.ANSWERED).count()
-    wanted = Triplet.objects.filter(pk=triplet_id).values_list("judgments_wanted", flat=True).get()
-    Triplet.objects.filter(pk=triplet_id).update(complete=answered >= wanted)
+    """A triplet leaves the queue once it has its wanted judgments, from any source."""
+    answered = TripletJudgment.objects.filter(triplet_id=triplet_id).count()
+    Triplet.objects.filter(pk=triplet_id).update(
+        complete=ExpressionWrapper(Q(judgments_wanted__lte=answered), output_field=BooleanField()))
 
 
 def assignment_skip(*, user, triplet_id: int) -> None:
@@ -153,6 +186,7 @@ def judgment_undo(*, user, criterion: SimilarityCriterion) -> Triplet:
                     .order_by("-created_at", "-id").first())
         if judgment is None:
             raise ValueError(NOTHING_TO_UNDO)
+        Triplet.objects.select_for_update().filter(pk=judgment.triplet_id).first()
         triplet = judgment.triplet
         judgment.delete()
         TripletAssignment.objects.filter(user=user, triplet=triplet).update(

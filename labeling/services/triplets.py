@@ -236,22 +236,31 @@ def random_image_ids(*, collection_id: int | None, count: int, rng: random.Rando
 
 
 def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None = None,
-                    target: int | None = None, seed: int | None = None) -> int:
+                    target: int | None = None, seed: int | None = None, user=None, wait: bool = True) -> int:
     """Top the criterion's queue (for one collection, or the whole library) up to ``target`` unanswered triplets.
 
     Uses the active version with ``LABELING_SELECTION`` (active selection by
     default), or random triplets while there is no model. Returns how many were
     added. Concurrent refills of the same queue wait for each other instead of
-    both adding a batch.
+    both adding a batch; with ``wait=False`` a refill already running means this
+    one does nothing. With ``user``, only triplets that labeler may still be given count.
     """
     from labeling.selectors import triplets_waiting
     from ranking.selectors import NoActiveVersion, active_version
 
     target = settings.LABELING_QUEUE_TARGET if target is None else target
     with transaction.atomic():
+        key = [REFILL_LOCK, (criterion.pk * 100_003 + (collection_id or 0)) % 2**31]
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REFILL_LOCK, (criterion.pk * 100_003 + (collection_id or 0)) % 2**31])
+            if wait:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", key)
+            else:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", key)
+                if not cursor.fetchone()[0]:
+                    return 0
         waiting = triplets_waiting(criterion=criterion, collection_id=collection_id)
+        if user is not None:
+            waiting = waiting.exclude(assignments__user=user)
         before = waiting.count()
         rng = random.Random(seed)
         try:

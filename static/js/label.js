@@ -36,8 +36,9 @@
     if (response.status === 204) return null;
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const detail = data.detail || Object.values(data).flat().join(" ") || response.statusText;
-      throw new Error(detail);
+      const error = new Error(data.detail || Object.values(data).flat().join(" ") || response.statusText);
+      error.status = response.status;
+      throw error;
     }
     return data;
   }
@@ -63,14 +64,17 @@
     return { triplet, images: { query, a, b } };
   }
 
+  let resume = true; // the first request takes back triplets still held for us (reload, other tab)
+
   function topUp() {
     if (fetching || exhausted || ready.length >= AHEAD) return fetching;
     const count = AHEAD - ready.length;
-    fetching = api(root.dataset.nextUrl, { criterion, count })
-      .then((data) => Promise.all(data.triplets.map(prepare)))
-      .then((prepared) => {
-        if (!prepared.length) exhausted = true;
-        ready.push(...prepared);
+    fetching = api(root.dataset.nextUrl, { criterion, count, resume })
+      .then((data) => {
+        resume = false;
+        if (!data.triplets.length) exhausted = true;
+        // each triplet joins the line as soon as its own pictures are decoded
+        return Promise.all(data.triplets.map((t) => prepare(t).then((item) => ready.push(item))));
       })
       .catch((error) => say(`Could not load more triplets: ${error.message}`, true))
       .finally(() => { fetching = null; });
@@ -117,11 +121,35 @@
     }
   }
 
+  let broken = false; // signed out or refused: stop taking answers that would be lost
+
+  async function send(url, body) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await api(url, body);
+      } catch (error) {
+        // network trouble and server errors are retried; a refusal is not
+        if (error.status && error.status < 500) throw error;
+        if (attempt >= 4) throw error;
+        say("Connection trouble: retrying…", true);
+        await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
+      }
+    }
+  }
+
   function write(url, body, onDone) {
     writes = writes
-      .then(() => api(url, body))
-      .then(onDone)
-      .catch((error) => say(error.message, true));
+      .then(() => send(url, body))
+      .then((result) => { if (statusLine.textContent.startsWith("Connection")) say(""); return onDone && onDone(result); })
+      .catch((error) => {
+        if (error.status === 401 || error.status === 403) {
+          broken = true;
+          say("You are signed out or no longer allowed to label: reload the page to sign in. " +
+              "The answers since then were not saved.", true);
+        } else {
+          say(error.message, true);
+        }
+      });
     return writes;
   }
 
@@ -138,34 +166,37 @@
     }).catch(() => undefined);
   }
 
+  let undoing = false; // keys wait while an undo brings its triplet back
+
   function answer(value) {
-    if (!current) return;
+    if (!current || broken || undoing) return;
     const { triplet } = current;
     const seconds = Math.round(performance.now() - shownAt) / 1000;
     answeredAt = performance.now();
     showNext();
     bump(1);
-    say("");
     write(root.dataset.judgmentUrl, { triplet: triplet.id, answer: value, seconds }, () => {
       if (++sinceStats >= 5) { sinceStats = 0; refreshStats(); }
     });
   }
 
   function skip() {
-    if (!current) return;
+    if (!current || broken || undoing) return;
     const { triplet } = current;
     showNext();
     write(root.dataset.skipUrl, { triplet: triplet.id });
   }
 
   function undo() {
+    if (broken || undoing) return;
+    undoing = true;
     write(root.dataset.undoUrl, { criterion }, async (triplet) => {
       if (current) ready.unshift(current); // the one on screen waits for its turn again
       show(await prepare(triplet));
       bump(-1);
       say("Answer undone: answer this one again.");
       refreshStats();
-    });
+    }).finally(() => { undoing = false; });
   }
 
   const KEYS = {
@@ -179,6 +210,8 @@
     const action = KEYS[event.key];
     if (!action) return;
     event.preventDefault();
+    // a focused button must not also be pressed by this key (Space activates buttons on keyup)
+    if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
     if (!event.repeat) action();
   });
   root.addEventListener("click", (event) => {

@@ -123,3 +123,19 @@ def test_the_schema_describes_the_labeling_api(db):
     paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
     for path in ("/api/labeling/next/", "/api/labeling/judgments/", "/api/labeling/undo/", "/api/labeling/stats/"):
         assert path in paths
+
+
+def test_files_need_a_role_and_downloads_are_for_analysts(client, stripes_library):
+    from imagesearch.models import Image
+
+    image = Image.objects.first()
+    url = f"/media/{image.file.name}"
+    client.force_login(UserFactory())
+    assert client.get(url).status_code == 403
+    client.force_login(UserFactory(roles=["labeler"]))
+    assert client.get(url).status_code == 200
+    assert client.get(url, {"download": 1}).status_code == 403  # the original name could give the answer away
+    client.force_login(UserFactory(roles=["analyst"]))
+    assert client.get(url, {"download": 1}).status_code == 200
+    client.force_login(UserFactory())
+    assert client.get("/api/schema/").status_code == 403

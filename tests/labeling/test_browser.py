@@ -94,3 +94,10 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     page.wait_for_function("document.getElementById('stat-today').textContent.trim() === '4'")
     assert page.locator("#stat-total").inner_text() == "4"
     assert not page.locator("#status.error").count()
+
+    # a phone: tapping a candidate answers too
+    page.set_viewport_size({"width": 390, "height": 844})
+    tapped = shown()
+    page.locator("#choose-b").click()
+    answered[tapped] = "b"
+    _wait_for(lambda: stored() == answered)

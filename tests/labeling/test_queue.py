@@ -224,6 +224,7 @@ def test_active_selection_serves_the_least_certain_triplets_first(autoencoder, c
     assert len(active) == 3 and all(0 <= o["score"] <= 1 for o in active)
     assert [o["score"] for o in active] == sorted((o["score"] for o in active), reverse=True)
     settings.LABELING_QUEUE_TARGET = 5
+    settings.LABELING_SELECTION = "active"
     assert triplets_refill(criterion=criterion) == 5
     served = list(triplets_waiting(criterion=criterion))
     assert served[0].origin["strategy"] == "active"
@@ -241,3 +242,23 @@ def test_refill_task_fills_each_collections_queue(autoencoder, criterion, stripe
         assert {t.query.collection_id for t in in_queue} == {collection.pk}
         assert {t.candidate_a.collection_id for t in in_queue} | {t.candidate_b.collection_id for t in in_queue} == {
             collection.pk}
+
+
+def test_a_reopened_page_gets_back_the_triplets_held_for_it(criterion, stripes_library, labelers, settings):
+    settings.LABELING_GOLD_RATE = 0
+    ann = labelers[0]
+    held = assignments_next(user=ann, criterion=criterion, count=3)
+    judgment_submit(user=ann, triplet_id=held[0].pk, answer="a")
+    again = assignments_next(user=ann, criterion=criterion, count=3, resume=True)
+    assert [t.pk for t in again[:2]] == [t.pk for t in held[1:]] and again[2].pk not in {t.pk for t in held}
+
+
+def test_a_labeler_who_skipped_everything_queued_still_gets_new_triplets(criterion, stripes_library, labelers,
+                                                                         settings):
+    settings.LABELING_GOLD_RATE = 0
+    settings.LABELING_QUEUE_TARGET = 10
+    ann = labelers[0]
+    for triplet in assignments_next(user=ann, criterion=criterion, count=12):
+        assignment_skip(user=ann, triplet_id=triplet.pk)
+    # the queue is full for others, but nothing in it is left for ann: she still gets one
+    assert len(assignments_next(user=ann, criterion=criterion)) == 1
