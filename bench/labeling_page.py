@@ -42,6 +42,7 @@ REFERENCE_JS = """async (count) => {
     const response = await fetch("/api/labeling/next/", {method: "POST", credentials: "same-origin",
       headers: {"Content-Type": "application/json", "X-CSRFToken": csrf}, body: JSON.stringify({count: 1})});
     const [t] = (await response.json()).triplets;
+    if (!t) continue;  // the queue is being refilled
     await Promise.all([t.query, t.a, t.b].map((image) => {
       const img = new Image(); img.src = image.file_url + "?nocache=" + i; return img.decode();
     }));
