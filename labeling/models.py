@@ -22,6 +22,9 @@ class Triplet(models.Model):
     judgments_wanted = models.PositiveSmallIntegerField(default=1)
     # a known answer (made by an admin): mixed into every labeler's queue to measure accuracy
     gold_answer = models.CharField(max_length=1, blank=True, default="", choices=[("a", "A"), ("b", "B")])
+    # only answers given after this count towards gold accuracy: the answers it was made from would
+    # otherwise score their own labelers
+    gold_made_at = models.DateTimeField(null=True, blank=True)
     # all wanted judgments are in: kept up to date on answer, undo and disagreement, so the queue
     # query reads only the open part of a table that grows with every answer
     complete = models.BooleanField(default=False)

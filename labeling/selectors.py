@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -51,6 +51,10 @@ def criteria_for_labeler(*, user) -> QuerySet[SimilarityCriterion]:
             .filter(Q(n_labelers=0) | Q(labelers=user)).distinct().order_by("pk"))
 
 
+# an answer to a gold triplet given after it became gold
+_GOLD_TEST = ~Q(triplet__gold_answer="") & Q(created_at__gt=F("triplet__gold_made_at"))
+
+
 @dataclass(frozen=True)
 class LabelerStats:
     today: int
@@ -68,8 +72,8 @@ def labeler_stats(*, user, criterion: SimilarityCriterion | None = None) -> Labe
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     counts = judgments.aggregate(
         total=Count("pk"), today=Count("pk", filter=Q(created_at__gte=start_of_day)),
-        gold_answered=Count("pk", filter=~Q(triplet__gold_answer="")),
-        gold_correct=Count("pk", filter=~Q(triplet__gold_answer="") & Q(answer=F("triplet__gold_answer"))),
+        gold_answered=Count("pk", filter=_GOLD_TEST),
+        gold_correct=Count("pk", filter=_GOLD_TEST & Q(answer=F("triplet__gold_answer"))),
     )
     # pace: the last 20 answers' own timings, so a coffee break does not drag it down for the day
     recent = [s for s in judgments.order_by("-created_at").values_list("seconds", flat=True)[:20] if s]
@@ -91,14 +95,15 @@ class LabelerQuality:
 def labeler_quality(*, criterion: SimilarityCriterion) -> list[LabelerQuality]:
     """Per labeler: gold accuracy and agreement with the other labelers of the same triplets."""
     rows = (TripletJudgment.objects.filter(triplet__criterion=criterion, user__isnull=False)
-            .values_list("user_id", "user__username", "triplet_id", "answer", "triplet__gold_answer"))
+            .annotate(is_gold_test=ExpressionWrapper(_GOLD_TEST, output_field=BooleanField()))
+            .values_list("user_id", "user__username", "triplet_id", "answer", "triplet__gold_answer", "is_gold_test"))
     by_triplet: dict[int, list[tuple[int, str]]] = defaultdict(list)
     names, answers, gold_answered, gold_right = {}, Counter(), Counter(), Counter()
-    for user_id, username, triplet_id, answer, gold in rows:
+    for user_id, username, triplet_id, answer, gold, is_gold_test in rows:
         names[user_id] = username
         answers[user_id] += 1
         by_triplet[triplet_id].append((user_id, answer))
-        if gold:
+        if is_gold_test:
             gold_answered[user_id] += 1
             gold_right[user_id] += answer == gold
     agreed, compared = Counter(), Counter()

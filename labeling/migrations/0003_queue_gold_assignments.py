@@ -34,6 +34,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='triplet',
+            name='gold_made_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='triplet',
             name='gold_answer',
             field=models.CharField(blank=True, choices=[('a', 'A'), ('b', 'B')], default='', max_length=1),
         ),

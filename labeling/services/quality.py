@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from django.utils import timezone
+
 from labeling.models import Triplet, TripletJudgment
 
 NO_MAJORITY = "This triplet has no majority answer to make gold; give the answer."
@@ -21,11 +23,13 @@ def gold_make(*, triplet: Triplet, answer: str | None = None) -> Triplet:
     if answer not in ("a", "b"):
         raise ValueError(INVALID_GOLD_ANSWER)
     triplet.gold_answer = answer
-    triplet.save(update_fields=["gold_answer"])
+    triplet.gold_made_at = timezone.now()
+    triplet.save(update_fields=["gold_answer", "gold_made_at"])
     return triplet
 
 
 def gold_remove(*, triplet: Triplet) -> Triplet:
     triplet.gold_answer = ""
-    triplet.save(update_fields=["gold_answer"])
+    triplet.gold_made_at = None
+    triplet.save(update_fields=["gold_answer", "gold_made_at"])
     return triplet

@@ -94,7 +94,9 @@ def test_admins_make_gold_see_quality_and_export(labeler, criterion):
     made = admin.post("/api/labeling/gold/", {"triplet": triplet["id"]}, format="json")
     assert made.status_code == 200 and made.json()["gold_answer"] == "b"
     quality = admin.get("/api/labeling/quality/").json()
-    assert [(q["username"], q["gold_accuracy"]) for q in quality] == [(labeler_user.username, 1.0)]
+    # the answer the gold was made from does not score its own labeler
+    assert [(q["username"], q["gold_answered"], q["gold_accuracy"]) for q in quality] == [
+        (labeler_user.username, 0, None)]
     exported = admin.get("/api/labeling/export/", {"type": "jsonl"})
     assert exported.status_code == 200
     assert b"".join(exported.streaming_content).decode().count("\n") == 1
