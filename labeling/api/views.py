@@ -38,6 +38,12 @@ class LabelerApi(APIView):
         except PermissionError as exc:
             raise PermissionDenied(str(exc)) from None
 
+    def check_triplet_criterion(self, triplet_id: int) -> None:
+        """A labeler taken off a criterion may not answer what they were given before."""
+        criterion_id = Triplet.objects.filter(pk=triplet_id).values_list("criterion_id", flat=True).first()
+        if criterion_id is not None:
+            self.criterion(criterion_id)
+
 
 class LabelingAdminApi(APIView):
     permission_classes = [IsAuthenticated, HasModelPermission]
@@ -83,6 +89,7 @@ class JudgmentSubmitApi(LabelerApi):
     @extend_schema(request=s.JudgmentInputSerializer, responses={201: s.JudgmentOutputSerializer})
     def post(self, request):
         data = _valid(s.JudgmentInputSerializer, request.data)
+        self.check_triplet_criterion(data["triplet"])
         try:
             judgment = judgments.judgment_submit(user=request.user, triplet_id=data["triplet"], answer=data["answer"],
                                                  seconds=data.get("seconds"))
@@ -97,6 +104,7 @@ class SkipApi(LabelerApi):
     @extend_schema(request=s.TripletRefInputSerializer, responses={204: None})
     def post(self, request):
         data = _valid(s.TripletRefInputSerializer, request.data)
+        self.check_triplet_criterion(data["triplet"])
         try:
             judgments.assignment_skip(user=request.user, triplet_id=data["triplet"])
         except ValueError as exc:

@@ -141,3 +141,11 @@ def test_files_need_a_role_and_downloads_are_for_analysts(client, stripes_librar
     assert client.get(url, {"download": 1}).status_code == 200
     client.force_login(UserFactory())
     assert client.get("/api/schema/").status_code == 403
+
+
+def test_a_labeler_taken_off_a_criterion_cannot_answer_what_they_hold(labeler, criterion):
+    api, user = labeler
+    (triplet,) = api.post("/api/labeling/next/", {}, format="json").json()["triplets"]
+    criterion.labelers.add(UserFactory(roles=["labeler"]))  # now open to someone else only
+    response = api.post("/api/labeling/judgments/", {"triplet": triplet["id"], "answer": "a"}, format="json")
+    assert response.status_code == 403 and not TripletJudgment.objects.exists()
