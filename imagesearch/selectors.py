@@ -1,10 +1,26 @@
-"""Reads of the image library and jobs, shared by pages, the API and commands."""
+"""Reads of the image library, jobs and search, shared by pages, the API and commands."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
 from django.db.models import QuerySet
 
 from imagesearch.models import Collection, Document, Image, Job
+from imagesearch.services.search import SearchQuery
+from ranking.models import ModelVersion, SimilarityCriterion
+from ranking.selectors import (
+    MAX_SEARCH_RESULTS,
+    NoActiveVersion,
+    SearchHit,
+    active_version,
+    embed_file,
+    image_search,
+)
+from ranking.services.criteria import criterion_resolve
 
 
 def image_list(
@@ -38,3 +54,84 @@ def document_images(*, document: Document) -> QuerySet[Image]:
 def job_list(*, kind: str | None = None) -> QuerySet[Job]:
     jobs = Job.objects.select_related("created_by")
     return jobs.filter(kind=kind) if kind else jobs
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+class SearchRefused(ValueError):
+    """The search cannot run as asked (no model yet, a version that cannot serve); the message says why."""
+
+
+@dataclass
+class SearchResults:
+    criterion: SimilarityCriterion
+    version: ModelVersion
+    hits: list[SearchHit]
+    offset: int
+    has_more: bool  # another page exists (up to MAX_SEARCH_RESULTS)
+
+
+def search_versions(*, criterion: SimilarityCriterion) -> QuerySet[ModelVersion]:
+    """The criterion's versions that can answer a search: fully embedded and indexed, newest first."""
+    return ModelVersion.objects.filter(
+        criterion=criterion, status__in=[ModelVersion.Status.READY, ModelVersion.Status.ACTIVE]
+    ).exclude(index_name="").order_by("-pk")
+
+
+def search_version(*, criterion: SimilarityCriterion, version_id: int | None = None) -> ModelVersion:
+    """The version to search with: the one asked for, else the criterion's active one."""
+    if version_id is None:
+        try:
+            return active_version(criterion=criterion)
+        except NoActiveVersion as exc:
+            raise SearchRefused(str(exc)) from None
+    version = search_versions(criterion=criterion).filter(pk=version_id).first()
+    if version is None:
+        raise SearchRefused(f"Version {version_id} of '{criterion}' cannot be searched: it does not exist, "
+                            "belongs to another criterion, or is not fully embedded and indexed.")
+    return version
+
+
+_upload_vectors: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_upload_vectors_lock = threading.Lock()
+
+
+def _upload_vector(version: ModelVersion, query: SearchQuery) -> np.ndarray:
+    """An uploaded query's embedding, kept for its next page or the other side of a comparison."""
+    key = (version.pk, version.weights_sha256, query.token)
+    with _upload_vectors_lock:
+        if key in _upload_vectors:
+            _upload_vectors.move_to_end(key)
+            return _upload_vectors[key]
+    vector = embed_file(version=version, path=query.path)
+    with _upload_vectors_lock:
+        _upload_vectors[key] = vector
+        while len(_upload_vectors) > 256:
+            _upload_vectors.popitem(last=False)
+    return vector
+
+
+def search_results(
+    *,
+    query: SearchQuery,
+    criterion: SimilarityCriterion | int | str | None = None,
+    version_id: int | None = None,
+    k: int = 40,
+    offset: int = 0,
+    collection_id: int | None = None,
+    document_id: int | None = None,
+    label: str | None = None,
+) -> SearchResults:
+    """One page of the library images most similar to the query, for the pages and the API."""
+    try:
+        criterion = criterion_resolve(criterion)
+    except SimilarityCriterion.DoesNotExist:
+        raise SearchRefused(f"No similarity criterion {criterion!r}.") from None
+    version = search_version(criterion=criterion, version_id=version_id)
+    vector = _upload_vector(version, query) if query.image_id is None else None
+    # one more than asked tells whether there is a next page
+    hits = image_search(version=version, image_id=query.image_id, vector=vector, k=k + 1, offset=offset,
+                        collection_id=collection_id, document_id=document_id, label=label or None)
+    return SearchResults(criterion=criterion, version=version, hits=hits[:k], offset=offset,
+                         has_more=len(hits) > k and offset + k < MAX_SEARCH_RESULTS)

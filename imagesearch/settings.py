@@ -154,6 +154,14 @@ IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 150_000_000)
 IMAGE_MAX_PAGES = env_int("IMAGE_MAX_PAGES", 1000)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 256)
 INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 64)
+# Search: uploaded query images are checked like imports, with their own (smaller) limits, and kept
+# aside (not in the library) for SEARCH_QUERY_KEEP_HOURS so that "more results", another model
+# version or "add to library" need no second upload.
+SEARCH_QUERY_MAX_BYTES = env_int("SEARCH_QUERY_MAX_BYTES", 25 * 1024 * 1024)
+SEARCH_QUERY_MAX_PIXELS = env_int("SEARCH_QUERY_MAX_PIXELS", 50_000_000)
+SEARCH_QUERY_DIR = Path(os.environ.get("SEARCH_QUERY_DIR", DATA_DIR / "queries")).resolve()
+SEARCH_QUERY_KEEP_HOURS = env_int("SEARCH_QUERY_KEEP_HOURS", 24)
+SEARCH_RESULTS_PER_PAGE = env_int("SEARCH_RESULTS_PER_PAGE", 40)
 # Ranking models (see the README, "Models and embeddings")
 RANKING_MODELS_DIR = Path(os.environ.get("RANKING_MODELS_DIR", DATA_DIR / "models")).resolve()
 RANKING_DEVICE = os.environ.get("RANKING_DEVICE", "auto")  # auto: CUDA when present, else CPU

@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from imagesearch import views
+from imagesearch import search_views, views
 from labeling import views as labeling_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("label/", labeling_views.label, name="label"),
+    path("search/", search_views.search, name="search"),
+    path("search/add/", search_views.search_add_to_library, name="search-add"),
+    path("search/queries/<str:token>.webp", search_views.search_query_thumbnail, name="search-query-thumbnail"),
     path("images/", views.image_list, name="image-list"),
     path("images/<int:image_id>/", views.image_detail, name="image-detail"),
     path("documents/<int:document_id>/", views.document_detail, name="document-detail"),

@@ -74,6 +74,8 @@ class TripletJudgment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["triplet", "user"], condition=Q(source="labeling"),
                                     name="one_labeling_judgment_per_user_and_triplet"),
+            models.UniqueConstraint(fields=["triplet", "user"], condition=Q(source="search"),
+                                    name="one_feedback_judgment_per_user_and_triplet"),
         ]
 
 
@@ -98,3 +100,26 @@ class TripletAssignment(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["triplet", "user"], name="one_assignment_per_user_and_triplet")]
         indexes = [models.Index(fields=["user", "status"])]
+
+
+class SearchFeedback(models.Model):
+    """An analyst's mark on a search result: relevant to the query, or not.
+
+    Every (relevant, not relevant) pair of one analyst's marks on one query is a
+    judged triplet of the criterion, with source "search feedback"
+    (``labeling.services.feedback``); the marks are kept so the page shows them
+    again and a changed mark changes the judgments.
+    """
+
+    criterion = models.ForeignKey("ranking.SimilarityCriterion", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="search_feedback")
+    query = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    result = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    relevant = models.BooleanField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["criterion", "user", "query", "result"], name="one_mark_per_result"),
+            models.CheckConstraint(condition=~Q(query=F("result")), name="feedback_result_is_not_the_query"),
+        ]

@@ -184,3 +184,11 @@ def criterion_for_labeler(*, user, criterion_id: int | None = None) -> Similarit
     if criterion is None:
         raise PermissionError(NOT_A_LABELER)
     return criterion
+
+
+def search_feedback_marks(*, user, criterion: SimilarityCriterion, query_id: int) -> dict[int, bool]:
+    """The analyst's marks on the results of one query: result image id -> relevant."""
+    from labeling.models import SearchFeedback
+
+    return dict(SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id)
+                .values_list("result_id", "relevant"))

@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from django.conf import settings
@@ -24,6 +25,14 @@ class NoActiveVersion(Exception):
 class SearchHit:
     image: Image
     distance: float  # cosine distance, 0 (same direction) to 2
+
+    @property
+    def score(self) -> float:
+        """Cosine similarity, 1 (same direction) to -1: what the pages and the API show."""
+        return 1.0 - self.distance
+
+
+MAX_SEARCH_RESULTS = 1000  # deepest rank a search returns (k + offset)
 
 
 def active_version(*, criterion: SimilarityCriterion | int | str | None = None) -> ModelVersion:
@@ -89,8 +98,8 @@ def triplet_accuracy_of_version(*, version: ModelVersion, triplets: list[tuple[i
     return triplet_accuracy(matrix, torch.tensor([[position[i] for i in t] for t in scored]))
 
 
-def embed_file(*, version: ModelVersion, path: str | Path) -> np.ndarray:
-    """Embed an image file (an upload, say) that need not be in the library."""
+def embed_file(*, version: ModelVersion, path: str | Path | BinaryIO) -> np.ndarray:
+    """Embed an image file or file object (an upload, say) that need not be in the library."""
     from ranking.data import load_image
     from ranking.training import embed_images, resolve_device
 
@@ -105,18 +114,22 @@ def image_search(
     image_id: int | None = None,
     vector: np.ndarray | None = None,
     k: int = 10,
+    offset: int = 0,
     collection_id: int | None = None,
+    document_id: int | None = None,
     label: str | None = None,
     version: ModelVersion | None = None,
     ef_search: int | None = None,
 ) -> list[SearchHit]:
-    """The ``k`` library images nearest the query under the criterion's active version.
+    """The library images at ranks ``offset + 1 … offset + k`` nearest the query, under a version.
 
-    The query is a library image (``image_id``; never returned itself) or a
-    vector (from ``embed_file`` for an upload). The HNSW index answers; filters
-    on collection or label use pgvector's iterative scans, so a selective filter
-    still returns ``k`` results rather than the few that survive among the
-    first ``ef_search`` candidates.
+    The version is the criterion's active one unless given. The query is a
+    library image (``image_id``; never returned itself) or a vector (from
+    ``embed_file`` for an upload). The HNSW index answers; filters on
+    collection, document or label use pgvector's iterative scans, so a selective
+    filter still returns ``k`` results rather than the few that survive among
+    the first ``ef_search`` candidates. ``offset + k`` is capped at
+    ``MAX_SEARCH_RESULTS``.
     """
     version = version or active_version(criterion=criterion)
     if vector is None:
@@ -126,13 +139,17 @@ def image_search(
         if vector is None:  # imported a moment ago, not embedded yet: embed its file, store nothing
             name = Image.objects.values_list("file", flat=True).get(pk=image_id)
             vector = embed_file(version=version, path=Path(settings.MEDIA_ROOT) / name)
-    rows = _nearest(version, np.asarray(vector, dtype=np.float32), k, image_id, collection_id, label,
-                    ef_search or settings.RANKING_HNSW_EF_SEARCH)
+    depth = min(max(offset, 0) + k, MAX_SEARCH_RESULTS)
+    if depth <= offset:
+        return []
+    rows = _nearest(version, np.asarray(vector, dtype=np.float32), depth, image_id,
+                    {"collection_id": collection_id, "document_id": document_id, "label": label},
+                    ef_search or settings.RANKING_HNSW_EF_SEARCH)[offset:]
     images = Image.objects.select_related("document", "collection").in_bulk([r[0] for r in rows])
     return [SearchHit(images[i], float(d)) for i, d in rows if i in images]
 
 
-def _nearest(version, vector, k, exclude_id, collection_id, label, ef_search) -> list[tuple[int, float]]:
+def _nearest(version, vector, k, exclude_id, filters: dict, ef_search) -> list[tuple[int, float]]:
     dim = int(version.embedding_dim)
     # The version id and dimension are inlined (they are integers from the database):
     # the planner can only pick the version's partial index for a literal predicate.
@@ -142,14 +159,12 @@ def _nearest(version, vector, k, exclude_id, collection_id, label, ef_search) ->
     if exclude_id is not None:
         where.append("e.image_id <> %s")
         params.append(exclude_id)
-    if collection_id is not None or label is not None:
+    image_filters = {column: value for column, value in filters.items() if value not in (None, "")}
+    if image_filters:
         join = "JOIN imagesearch_image i ON i.id = e.image_id"
-        if collection_id is not None:
-            where.append("i.collection_id = %s")
-            params.append(collection_id)
-        if label is not None:
-            where.append("i.label = %s")
-            params.append(label)
+        for column, value in image_filters.items():
+            where.append(f"i.{column} = %s")  # column names come from this module, never from input
+            params.append(value)
     distance = f"(e.vector::vector({dim})) <=> %s::vector({dim})"
     sql = (
         f"WITH hits AS MATERIALIZED (SELECT e.image_id, {distance} AS distance FROM ranking_embedding e {join} "
@@ -158,9 +173,10 @@ def _nearest(version, vector, k, exclude_id, collection_id, label, ef_search) ->
     )
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(int(ef_search), k))])
         # relaxed_order: keep scanning the graph until k rows pass the filters; the outer
-        # ORDER BY restores exact order among them.
-        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        # ORDER BY restores exact order among them. One round trip for both settings.
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), "
+                       "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                       [str(max(int(ef_search), k))])
         cursor.execute(sql, [literal, *params, literal, k])
         return cursor.fetchall()

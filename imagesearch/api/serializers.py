@@ -76,3 +76,97 @@ class UploadResultSerializer(serializers.Serializer):
 
 class ImageUploadOutputSerializer(serializers.Serializer):
     results = UploadResultSerializer(many=True)
+
+
+class SearchInputSerializer(serializers.Serializer):
+    # a plain file: the search service checks the bytes itself, with the SEARCH_QUERY_* limits
+    image = serializers.FileField(required=False, help_text="The query image (multipart upload).",
+                                  allow_empty_file=True)
+    image_id = serializers.IntegerField(required=False, min_value=1, help_text="Or: a library image as the query.")
+    query_token = serializers.RegexField(r"^[0-9a-f]{64}$", required=False,
+                                        help_text="Or: an earlier upload, by the token its search returned.")
+    k = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=999, default=0)
+    collection = serializers.IntegerField(required=False, min_value=1)
+    document = serializers.IntegerField(required=False, min_value=1)
+    label = serializers.CharField(required=False, max_length=200)
+    criterion = serializers.IntegerField(required=False, min_value=1, help_text="Default: the library's default.")
+    version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the criterion's active one.")
+    add_to_library = serializers.BooleanField(required=False, default=False,
+                                              help_text="Keep an uploaded query in the library.")
+    add_to_collection = serializers.CharField(required=False, max_length=200, default="Default")
+
+    def validate(self, data):
+        given = [name for name in ("image", "image_id", "query_token") if data.get(name) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError("Give exactly one of image, image_id and query_token.")
+        return data
+
+
+class SearchQueryOutputSerializer(serializers.Serializer):
+    image_id = serializers.IntegerField(allow_null=True, help_text="Set when the query is a library image.")
+    token = serializers.CharField(allow_null=True, help_text="An upload kept aside: reuse as query_token.")
+    name = serializers.CharField(allow_blank=True)
+
+
+class SearchResultSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    image_id = serializers.IntegerField(source="image.pk")
+    score = serializers.FloatField(help_text="Cosine similarity, 1 = same direction.")
+    distance = serializers.FloatField(help_text="Cosine distance, 1 − score.")
+    original_name = serializers.CharField(source="image.original_name")
+    label = serializers.CharField(source="image.label")
+    collection = CollectionOutputSerializer(source="image.collection")
+    document = DocumentSummarySerializer(source="image.document", allow_null=True)
+    page_number = serializers.IntegerField(source="image.page_number", allow_null=True)
+    thumbnail_url = serializers.SerializerMethodField()
+    file_url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+    document_url = serializers.SerializerMethodField(help_text="The source document at the image's page.")
+
+    def get_thumbnail_url(self, hit) -> str:
+        return media_url(hit["image"].thumbnail.name)
+
+    def get_file_url(self, hit) -> str:
+        return media_url(hit["image"].file.name)
+
+    def get_image_url(self, hit) -> str:
+        return reverse("image-detail", args=[hit["image"].pk])
+
+    def get_document_url(self, hit) -> str | None:
+        image = hit["image"]
+        if image.document_id is None:
+            return None
+        page = f"?page={image.page_number}#page-{image.page_number}" if image.page_number else ""
+        return reverse("document-detail", args=[image.document_id]) + page
+
+
+class SearchVersionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+
+
+class SearchOutputSerializer(serializers.Serializer):
+    query = SearchQueryOutputSerializer()
+    criterion = serializers.DictField(help_text="id and name")
+    version = SearchVersionSerializer()
+    offset = serializers.IntegerField()
+    has_more = serializers.BooleanField()
+    results = SearchResultSerializer(many=True)
+
+
+class SearchFeedbackInputSerializer(serializers.Serializer):
+    criterion = serializers.IntegerField(required=False, min_value=1, help_text="Default: the library's default.")
+    query = serializers.IntegerField(min_value=1, help_text="The query: a library image id.")
+    result = serializers.IntegerField(min_value=1, help_text="The result marked.")
+    mark = serializers.ChoiceField(choices=["relevant", "not_relevant", "none"],
+                                   help_text="none clears the mark.")
+
+
+class SearchFeedbackOutputSerializer(serializers.Serializer):
+    relevant = serializers.ListField(child=serializers.IntegerField())
+    not_relevant = serializers.ListField(child=serializers.IntegerField())
+    judgments = serializers.IntegerField(help_text="Your search-feedback judgments on this query, now.")
+    added = serializers.IntegerField()
+    withdrawn = serializers.IntegerField()

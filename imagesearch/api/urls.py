@@ -8,6 +8,9 @@ urlpatterns = [
     path("images/", views.ImageListApi.as_view(), name="api-image-list"),
     path("images/upload/", views.ImageUploadApi.as_view(), name="api-image-upload"),
     path("images/<int:image_id>/", views.ImageDetailApi.as_view(), name="api-image-detail"),
+    path("search", views.SearchApi.as_view()),  # also without the slash, as the issue names it
+    path("search/", views.SearchApi.as_view(), name="api-search"),
+    path("search/feedback/", views.SearchFeedbackApi.as_view(), name="api-search-feedback"),
     path("labeling/", include("labeling.api.urls")),
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,10 +20,26 @@ from imagesearch.api.serializers import (
     ImageOutputSerializer,
     ImageUploadInputSerializer,
     ImageUploadOutputSerializer,
+    SearchFeedbackInputSerializer,
+    SearchFeedbackOutputSerializer,
+    SearchInputSerializer,
+    SearchOutputSerializer,
 )
+from imagesearch.imaging import ImageRejected
 from imagesearch.models import Image
 from imagesearch.services.ingest import collection_get_or_create, image_ingest_bytes
 from imagesearch.services.library import image_delete
+from imagesearch.services.search import (
+    QUERY_TOO_LARGE,
+    QueryNotFound,
+    SearchQuery,
+    search_query_add_to_library,
+    search_query_from_token,
+    search_query_upload,
+)
+from labeling.services.feedback import search_feedback_mark
+from ranking.models import SimilarityCriterion
+from ranking.services.criteria import criterion_resolve
 
 
 class ImageListApi(ListAPIView):
@@ -94,3 +112,85 @@ class ImageUploadApi(APIView):
                 "image_ids": outcome.image_ids, "document_id": outcome.document_id,
             })
         return Response(ImageUploadOutputSerializer({"results": results}).data)
+
+
+class SearchApi(APIView):
+    """The library images most similar to a query image, under a criterion's model version.
+
+    The query is an uploaded image (multipart ``image``), a library image
+    (``image_id``) or an earlier upload (``query_token``). An upload is checked
+    from its bytes and not kept in the library unless ``add_to_library``.
+    """
+
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+
+    @extend_schema(request=SearchInputSerializer, responses=SearchOutputSerializer)
+    def post(self, request):
+        payload = SearchInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            query = self._query(data)
+            if data["add_to_library"] and query.image_id is None:
+                if not request.user.has_perm("imagesearch.add_image"):
+                    raise PermissionDenied("You may not add images to the library.")
+                collection = collection_get_or_create(name=data["add_to_collection"])
+                query = search_query_add_to_library(query=query, collection=collection)
+            results = selectors.search_results(
+                query=query, criterion=data.get("criterion"), version_id=data.get("version"), k=data["k"],
+                offset=data["offset"], collection_id=data.get("collection"), document_id=data.get("document"),
+                label=data.get("label"))
+        except (ImageRejected, QueryNotFound, selectors.SearchRefused) as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(SearchOutputSerializer({
+            "query": {"image_id": query.image_id, "token": query.token, "name": query.name},
+            "criterion": {"id": results.criterion.pk, "name": results.criterion.name},
+            "version": {"id": results.version.pk, "kind": results.version.kind, "status": results.version.status},
+            "offset": results.offset,
+            "has_more": results.has_more,
+            "results": [{"rank": results.offset + n, "image": hit.image, "score": hit.score, "distance": hit.distance}
+                        for n, hit in enumerate(results.hits, 1)],
+        }).data)
+
+    @staticmethod
+    def _query(data) -> SearchQuery:
+        if data.get("image") is not None:
+            upload = data["image"]
+            if upload.size > settings.SEARCH_QUERY_MAX_BYTES:  # refused before reading it into memory
+                raise ImageRejected(QUERY_TOO_LARGE.format(size=upload.size, limit=settings.SEARCH_QUERY_MAX_BYTES))
+            return search_query_upload(data=upload.read(), name=upload.name)
+        if data.get("image_id") is not None:
+            get_object_or_404(Image, pk=data["image_id"])
+            return SearchQuery(image_id=data["image_id"])
+        return search_query_from_token(data["query_token"])
+
+
+class SearchFeedbackApi(APIView):
+    """Mark a search result relevant or not relevant to a (library) query image, or clear the mark.
+
+    Every pair of a relevant and a not-relevant result of one query becomes a
+    judged triplet of the criterion (source "search feedback") that training uses.
+    """
+
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+
+    @extend_schema(request=SearchFeedbackInputSerializer, responses=SearchFeedbackOutputSerializer)
+    def post(self, request):
+        payload = SearchFeedbackInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            criterion = criterion_resolve(data.get("criterion"))
+        except SimilarityCriterion.DoesNotExist:
+            raise ValidationError({"criterion": "No such criterion."}) from None
+        relevant = {"relevant": True, "not_relevant": False, "none": None}[data["mark"]]
+        try:
+            outcome = search_feedback_mark(user=request.user, criterion=criterion, query_id=data["query"],
+                                           result_id=data["result"], relevant=relevant)
+        except ValueError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(SearchFeedbackOutputSerializer(outcome).data)

@@ -21,7 +21,7 @@ UNKNOWN_ROLE = "Unknown role {role!r}: choose from labeler, analyst, admin."
 _ADMIN_APPS = ("imagesearch", "labeling", "ranking")
 ROLE_PERMISSIONS = {
     LABELER: ["labeling.label"],
-    ANALYST: ["imagesearch.search"],
+    ANALYST: ["imagesearch.search", "imagesearch.add_image"],  # add_image: "add to library" from search
     ADMIN: ["labeling.label", "imagesearch.search", "labeling.manage_labeling", "ranking.manage_models"],
 }
 

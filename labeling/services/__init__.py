@@ -4,5 +4,6 @@
   each collection's queue filled;
 - ``judgments``: handing triplets to labelers, recording, skipping and undoing answers;
 - ``quality``: gold triplets;
+- ``feedback``: analysts' marks on search results, as judged triplets;
 - ``transfer``: import and export of judgments between installations.
 """

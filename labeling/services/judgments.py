@@ -147,7 +147,7 @@ def judgment_submit(*, user, triplet_id: int, answer: str, seconds: float | None
         assignment.save(update_fields=["status"])
         assignment.triplet.refresh_from_db()
         _ask_another_labeler_if_split(assignment.triplet)
-        _update_complete(assignment.triplet_id)
+        triplet_update_complete(assignment.triplet_id)
     return judgment
 
 
@@ -161,7 +161,7 @@ def _ask_another_labeler_if_split(triplet: Triplet) -> None:
         Triplet.objects.filter(pk=triplet.pk).update(judgments_wanted=answered + 1, priority=DISAGREEMENT_PRIORITY)
 
 
-def _update_complete(triplet_id: int) -> None:
+def triplet_update_complete(triplet_id: int) -> None:
     """A triplet leaves the queue once it has its wanted judgments, from any source."""
     answered = TripletJudgment.objects.filter(triplet_id=triplet_id).count()
     Triplet.objects.filter(pk=triplet_id).update(
@@ -191,5 +191,5 @@ def judgment_undo(*, user, criterion: SimilarityCriterion) -> Triplet:
         judgment.delete()
         TripletAssignment.objects.filter(user=user, triplet=triplet).update(
             status=TripletAssignment.Status.OPEN, created_at=timezone.now())
-        _update_complete(triplet.pk)
+        triplet_update_complete(triplet.pk)
     return Triplet.objects.select_related("query", "candidate_a", "candidate_b", "criterion").get(pk=triplet.pk)

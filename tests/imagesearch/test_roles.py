@@ -44,9 +44,10 @@ def test_unknown_roles_are_refused():
 
 
 @pytest.mark.parametrize("roles, allowed, refused", [
-    (["labeler"], ["/label/"], ["/images/", "/api/images/", "/api/labeling/quality/"]),
-    (["analyst"], ["/images/", "/api/images/"], ["/label/", "/api/labeling/stats/", "/api/labeling/quality/"]),
-    (["admin"], ["/images/", "/label/", "/api/labeling/quality/", "/admin/"], []),
+    (["labeler"], ["/label/"], ["/images/", "/search/", "/api/images/", "/api/labeling/quality/"]),
+    (["analyst"], ["/images/", "/search/", "/api/images/"],
+     ["/label/", "/api/labeling/stats/", "/api/labeling/quality/"]),
+    (["admin"], ["/images/", "/search/", "/label/", "/api/labeling/quality/", "/admin/"], []),
 ])
 def test_each_role_reaches_its_pages_only(client, criterion, roles, allowed, refused):
     client.force_login(UserFactory(roles=roles))

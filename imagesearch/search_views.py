@@ -1,0 +1,174 @@
+"""The search page: give a query image, see the most similar library images, mark them.
+
+``GET /search/?image=ID`` (a library image) or ``?q=TOKEN`` (an upload kept
+aside) renders the results; ``POST /search/`` with a file validates the upload
+and redirects to its results, so every result page has an address that can be
+reloaded, shared within the team and compared across model versions.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from imagesearch import selectors
+from imagesearch.imaging import ImageRejected
+from imagesearch.models import Document, Image
+from imagesearch.services.ingest import collection_get_or_create
+from imagesearch.services.search import (
+    QueryNotFound,
+    SearchQuery,
+    search_query_add_to_library,
+    search_query_from_token,
+    search_query_upload,
+)
+from labeling.selectors import search_feedback_marks
+from ranking.models import SimilarityCriterion
+from ranking.services.criteria import criterion_default
+
+# the query-string parameters a search keeps when its query or one filter changes
+KEPT_PARAMETERS = ("criterion", "version", "compare", "collection", "document", "label")
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _kept(params, **changes) -> str:
+    kept = {name: params.get(name) for name in KEPT_PARAMETERS if params.get(name)}
+    kept.update({name: value for name, value in changes.items() if value is not None})
+    return urlencode(kept)
+
+
+@login_required
+@permission_required("imagesearch.search", raise_exception=True)
+@require_http_methods(["GET", "POST"])
+def search(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return _upload(request)
+    query, error = _query_from(request)
+    context = {"query": query, "error": error, "kept": _kept(request.GET), **_form_context(request),
+               "query_image": selectors.image_list().filter(pk=query.image_id).first() if query and query.image_id
+               else None}
+    if query is None:
+        return render(request, "imagesearch/search.html", context, status=404 if error else 200)
+    offset = min(max(_int(request.GET.get("offset")) or 0, 0), 999)
+    filters = {"collection_id": _int(request.GET.get("collection")), "document_id": _int(request.GET.get("document")),
+               "label": request.GET.get("label", "").strip() or None}
+    criterion = context["criterion"]
+    version_ids = [_int(request.GET.get("version"))]
+    if request.GET.get("compare"):
+        version_ids.append(_int(request.GET.get("compare")))
+    try:
+        columns = [selectors.search_results(query=query, criterion=criterion, version_id=version_id,
+                                            k=settings.SEARCH_RESULTS_PER_PAGE, offset=offset, **filters)
+                   for version_id in version_ids]
+    except selectors.SearchRefused as exc:
+        context["error"] = str(exc)
+        return render(request, "imagesearch/search.html", context, status=400)
+    if len(columns) == 2:  # results both versions found, for the comparison
+        ids = [{hit.image.pk for hit in column.hits} for column in columns]
+        context["in_both"] = ids[0] & ids[1]
+    marks = search_feedback_marks(user=request.user, criterion=criterion, query_id=query.image_id) \
+        if query.image_id else {}
+    context.update({
+        "columns": columns,
+        "relevant_ids": {i for i, relevant in marks.items() if relevant},
+        "not_relevant_ids": {i for i, relevant in marks.items() if not relevant},
+        "next_offset": offset + settings.SEARCH_RESULTS_PER_PAGE,
+        "offset": offset,
+    })
+    template = "imagesearch/_search_results.html" if request.GET.get("fragment") else "imagesearch/search.html"
+    return render(request, template, context)
+
+
+def _query_from(request: HttpRequest) -> tuple[SearchQuery | None, str]:
+    image_id, token = _int(request.GET.get("image")), request.GET.get("q")
+    if image_id is not None:
+        if not Image.objects.filter(pk=image_id).exists():
+            return None, f"No image {image_id} in the library."
+        return SearchQuery(image_id=image_id), ""
+    if token:
+        try:
+            return search_query_from_token(token), ""
+        except QueryNotFound as exc:
+            return None, str(exc)
+    return None, ""
+
+
+def _form_context(request: HttpRequest) -> dict:
+    criteria = list(SimilarityCriterion.objects.order_by("pk"))
+    criterion_id = _int(request.GET.get("criterion"))
+    criterion = next((c for c in criteria if c.pk == criterion_id), None) or criterion_default()
+    document_id = _int(request.GET.get("document"))
+    collection_id = _int(request.GET.get("collection"))
+    return {
+        "criteria": criteria,
+        "criterion": criterion,
+        "versions": list(selectors.search_versions(criterion=criterion)),
+        "collections": selectors.collection_list(),
+        "labels": selectors.label_list(collection_id=collection_id),
+        "document": Document.objects.filter(pk=document_id).first() if document_id else None,
+        "selected": {"collection": collection_id, "document": document_id, "label": request.GET.get("label", ""),
+                     "version": _int(request.GET.get("version")), "compare": _int(request.GET.get("compare"))},
+        "max_upload_mb": settings.SEARCH_QUERY_MAX_BYTES // (1024 * 1024),
+    }
+
+
+def _upload(request: HttpRequest) -> HttpResponse:
+    upload = request.FILES.get("image")
+    if upload is None:
+        messages.error(request, "Choose, drop or paste an image to search with.")
+        return redirect(f"{reverse('search')}?{_kept(request.POST)}")
+    if upload.size > settings.SEARCH_QUERY_MAX_BYTES:
+        messages.error(request, f"{upload.name}: too large ({upload.size:,} bytes; the limit is "
+                                f"{settings.SEARCH_QUERY_MAX_BYTES:,}).")
+        return redirect(f"{reverse('search')}?{_kept(request.POST)}")
+    try:
+        query = search_query_upload(data=upload.read(), name=upload.name)
+    except ImageRejected as exc:
+        messages.error(request, f"{upload.name}: {exc}")
+        return redirect(f"{reverse('search')}?{_kept(request.POST)}")
+    return redirect(f"{reverse('search')}?{_query_param(query)}&{_kept(request.POST)}")
+
+
+def _query_param(query: SearchQuery) -> str:
+    return urlencode({"image": query.image_id} if query.image_id else {"q": query.token})
+
+
+@login_required
+@permission_required("imagesearch.add_image", raise_exception=True)
+@require_POST
+def search_add_to_library(request: HttpRequest) -> HttpResponse:
+    """The analyst chose to keep their uploaded query in the library (then they can mark results)."""
+    try:
+        query = search_query_from_token(request.POST.get("q", ""))
+        collection = collection_get_or_create(name=request.POST.get("collection", "").strip() or "Default")
+        query = search_query_add_to_library(query=query, collection=collection)
+    except (QueryNotFound, ImageRejected) as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('search')}?{_kept(request.POST)}")
+    messages.success(request, f"Added {query.name or 'the query image'} to the library ({collection.name}).")
+    return redirect(f"{reverse('search')}?{_query_param(query)}&{_kept(request.POST)}")
+
+
+@login_required
+@permission_required("imagesearch.search", raise_exception=True)
+@require_GET
+def search_query_thumbnail(request: HttpRequest, token: str) -> FileResponse:
+    try:
+        query = search_query_from_token(token)
+    except QueryNotFound:
+        raise Http404("No such query image.") from None
+    if query.image_id is not None:  # it has joined the library since
+        return redirect("media-file", Image.objects.get(pk=query.image_id).thumbnail.name)
+    response = FileResponse(open(query.thumbnail_path, "rb"), content_type="image/webp")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,144 @@
+// Search page: drop, paste or pick a query image; more results on demand; relevant / not relevant
+// marks on results, saved one by one through the feedback API. No dependencies.
+(() => {
+  "use strict";
+  const form = document.getElementById("query-form");
+  const fileInput = document.getElementById("query-file");
+  const results = document.getElementById("results");
+  const status = document.getElementById("feedback-status");
+
+  // --- the query: a file from the picker, a drop anywhere on the page, or the clipboard ----------
+  function submitFile(file) {
+    if (!file || !file.type.startsWith("image/")) {
+      say(file ? `${file.name} is not an image.` : "No image found.", true);
+      return;
+    }
+    const transfer = new DataTransfer();
+    transfer.items.add(file);
+    fileInput.files = transfer.files;
+    form.classList.add("busy");
+    form.requestSubmit();
+  }
+  fileInput.addEventListener("change", () => fileInput.files.length && submitFile(fileInput.files[0]));
+  document.addEventListener("dragover", (event) => {
+    if (![...event.dataTransfer.types].includes("Files")) return;
+    event.preventDefault();
+    form.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) form.classList.remove("dragging");
+  });
+  document.addEventListener("drop", (event) => {
+    if (!event.dataTransfer.files.length) return;
+    event.preventDefault();
+    form.classList.remove("dragging");
+    submitFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    if (event.target.closest("input[type=text], input:not([type]), textarea")) return;
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) { event.preventDefault(); submitFile(file); }
+  });
+
+  if (!results) return;
+
+  // --- more results: the next page's items appended to each column ------------------------------
+  results.addEventListener("click", async (event) => {
+    const more = event.target.closest("#more-results");
+    if (!more) return;
+    event.preventDefault();
+    more.setAttribute("aria-busy", "true");
+    try {
+      const response = await fetch(more.href + "&fragment=1", { headers: { "X-Requested-With": "fetch" } });
+      if (!response.ok) throw new Error(`the server answered ${response.status}`);
+      const page = document.createElement("div");
+      page.innerHTML = await response.text();
+      const firstNew = page.querySelector(".result");
+      for (const column of page.querySelectorAll(".result-column")) {
+        const grid = results.querySelector(`.result-column[data-column="${column.dataset.column}"] .result-grid`);
+        for (const item of column.querySelectorAll(".result")) grid.append(item);
+      }
+      const next = page.querySelector("#more-results");
+      if (next) more.href = next.href; else more.closest(".more-results").remove();
+      if (firstNew) results.querySelector(`.result[data-image="${firstNew.dataset.image}"] .result-link`)?.focus();
+      showMarks();
+    } catch (error) {
+      say(`Could not load more results: ${error.message}`, true);
+    } finally {
+      more.removeAttribute("aria-busy");
+    }
+  });
+
+  // --- feedback marks ---------------------------------------------------------------------------
+  const query = results.dataset.query;
+  const csrf = document.querySelector("input[name=csrfmiddlewaretoken]")?.value;
+
+  function showMarks() {
+    for (const item of results.querySelectorAll(".result")) {
+      for (const button of item.querySelectorAll(".mark")) {
+        button.setAttribute("aria-pressed", String(button.dataset.value === item.dataset.mark));
+      }
+    }
+  }
+
+  function say(text, isError = false) {
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle("error", isError);
+  }
+
+  async function mark(item, value) {
+    if (!query) return;
+    const previous = item.dataset.mark || "";
+    const next = previous === value ? "" : value; // the same key again clears the mark
+    // one result can show in both columns of a comparison: mark every copy
+    const copies = results.querySelectorAll(`.result[data-image="${item.dataset.image}"]`);
+    copies.forEach((copy) => { copy.dataset.mark = next; });
+    showMarks();
+    try {
+      const response = await fetch(results.dataset.feedbackUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+        body: JSON.stringify({ criterion: Number(results.dataset.criterion), query: Number(query),
+                               result: Number(item.dataset.image), mark: next || "none" }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.detail || `the server answered ${response.status}`);
+      say(`${body.relevant.length} relevant, ${body.not_relevant.length} not relevant: ` +
+          `${body.judgments} judgment${body.judgments === 1 ? "" : "s"} for training.`);
+    } catch (error) {
+      copies.forEach((copy) => { copy.dataset.mark = previous; });
+      showMarks();
+      say(`Not saved: ${error.message}`, true);
+    }
+  }
+
+  results.addEventListener("click", (event) => {
+    const button = event.target.closest(".mark");
+    if (button) mark(button.closest(".result"), button.dataset.value);
+  });
+
+  // --- keyboard: arrows move between results, R / N / 0 mark the focused one -----------------
+  function columnsPerRow(grid) {
+    return getComputedStyle(grid).gridTemplateColumns.split(" ").length;
+  }
+  results.addEventListener("keydown", (event) => {
+    const item = event.target.closest(".result");
+    if (!item || event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = event.key.toLowerCase();
+    if (key === "r" || key === "n" || key === "0") {
+      event.preventDefault();
+      if (key === "0") { if (item.dataset.mark) mark(item, item.dataset.mark); }
+      else mark(item, key === "r" ? "relevant" : "not_relevant");
+      return;
+    }
+    const grid = item.parentElement;
+    const items = [...grid.children].filter((c) => c.classList.contains("result"));
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columnsPerRow(grid), ArrowUp: -columnsPerRow(grid) }[event.key];
+    if (!step) return;
+    const target = items[items.indexOf(item) + step];
+    if (target) { event.preventDefault(); target.querySelector(".result-link").focus(); }
+  });
+
+  showMarks();
+})();
