@@ -175,6 +175,8 @@ RANKING_TRAIN_MAX_IMAGES = env_int("RANKING_TRAIN_MAX_IMAGES", 50_000)  # unsupe
 RANKING_HNSW_M = env_int("RANKING_HNSW_M", 16)
 RANKING_HNSW_EF_CONSTRUCTION = env_int("RANKING_HNSW_EF_CONSTRUCTION", 64)
 RANKING_HNSW_EF_SEARCH = env_int("RANKING_HNSW_EF_SEARCH", 100)
+# PostgreSQL maintenance_work_mem while an index is built: ≈ 1.5 GB per million 256-d vectors keeps it in memory
+RANKING_INDEX_BUILD_MEMORY = os.environ.get("RANKING_INDEX_BUILD_MEMORY", "2GB")
 RANKING_AUTO_ACTIVATE = env_bool("RANKING_AUTO_ACTIVATE", True)
 RANKING_AUTO_TRAIN = env_bool("RANKING_AUTO_TRAIN", True)  # a first autoencoder after the first import
 # Labeling (see the README, "Labeling")

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from imagesearch.services.ingest import image_ingest_bytes
@@ -111,3 +114,31 @@ def live_server(django_db_setup, live_server):
     """pytest-django's live server, stopped before the test database is dropped (its thread holds a
     connection that would otherwise keep the database from being dropped)."""
     return live_server
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; scripts/test installs it
+
+
+@pytest.fixture
+def browser_page():
+    """A page in headless Chromium, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # still synchronous and made between browser steps, never from inside the loop.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(20_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+

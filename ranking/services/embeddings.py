@@ -216,7 +216,8 @@ def index_build(*, version: ModelVersion) -> str:
             cursor.execute(f'DROP INDEX {concurrently} IF EXISTS "{name}"')
         if connection.in_atomic_block:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # else: "pending trigger events"
-        cursor.execute("SET maintenance_work_mem = '512MB'")
+        # The graph is built fastest while it fits in memory (pgvector warns and slows down after).
+        cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)", [settings.RANKING_INDEX_BUILD_MEMORY])
         try:
             cursor.execute(
                 f'CREATE INDEX {concurrently} IF NOT EXISTS "{name}" ON ranking_embedding '

@@ -224,3 +224,18 @@ def test_the_first_import_queues_an_autoencoder_for_criteria_without_a_model(cri
     (tmp_path / "more.png").write_bytes(images.stripes(True, seed=700))
     ingest_job_run_inline(job_id=ingest_job_create(paths=[str(tmp_path)], collection_name="First").pk)
     assert ModelVersion.objects.count() == 1  # a criterion with a model gets no second one unasked
+
+
+def test_search_outside_a_transaction_sets_the_session_once_and_still_filters(transactional_db, autoencoder,
+                                                                              stripes_library):
+    from ranking import selectors
+
+    assert not connection.in_atomic_block
+    north = Image.objects.filter(collection__name="North").first().collection_id
+    for ef in (1, 1, 2):  # the second call reuses the session's settings
+        hits = image_search(image_id=stripes_library["v"][0], k=6, label="h", collection_id=north, ef_search=ef)
+        assert len(hits) == 4 and all(h.image.label == "h" for h in hits)
+        assert selectors._session_ef_search[connection.connection] == 6  # max(ef_search, k)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW hnsw.iterative_scan")
+        assert cursor.fetchone()[0] == "relaxed_order"

@@ -1,0 +1,77 @@
+"""An analyst searching by example in headless Chromium, against a live server and the real database."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagesearch.models import Image
+from labeling.models import TripletJudgment
+from tests import images
+from tests.conftest import CHROMIUM
+from tests.factories import UserFactory
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium: apt-get install chromium (scripts/test does)"),
+]
+
+
+def test_an_analyst_uploads_a_query_follows_a_result_to_its_document_and_gives_feedback(
+        browser_page, live_server, transactional_db, autoencoder, stripes_library, tmp_path):
+    from imagesearch.services.ingest import image_ingest_bytes
+    from ranking.services.embeddings import embeddings_add_new_images
+
+    collection = Image.objects.get(pk=stripes_library["v"][0]).collection
+    scan = image_ingest_bytes(data=images.multipage_tiff(pages=3), original_name="survey.tif", collection=collection)
+    embeddings_add_new_images(image_ids=scan.image_ids)
+    UserFactory(username="ana", roles=["analyst"])
+    query_file = tmp_path / "query.png"
+    query_file.write_bytes(images.stripes(True, seed=31337))
+
+    page = browser_page
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "ana")
+    page.fill("input[name=password]", "pw")
+    page.press("input[name=password]", "Enter")
+    page.wait_for_url(f"{live_server.url}/images/")
+    page.click("nav >> text=Search")
+
+    before = Image.objects.count()
+    page.set_input_files("#query-file", str(query_file))  # submits on change, as a drop or a paste does
+    page.wait_for_selector(".result img")
+    assert "?q=" in page.url
+    results = page.locator(".result")
+    assert results.count() == 19  # the whole library: 16 stripes + 3 scanned pages (the upload is not in it)
+    # the thumbnails really load (the media view answers the browser)
+    page.wait_for_function("[...document.querySelectorAll('.result img')].slice(0, 6)"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    assert Image.objects.count() == before  # searching kept nothing
+
+    page.click("text=Add to library")
+    page.wait_for_selector(".result .mark")
+    assert Image.objects.count() == before + 1
+    query_id = int(page.url.split("image=")[1].split("&")[0])
+
+    # keyboard: focus the first result, mark it relevant, move right, mark that one not relevant
+    first, second = (int(results.nth(i).get_attribute("data-image")) for i in (0, 1))
+    results.nth(0).locator(".result-link").focus()
+    page.keyboard.press("r")
+    page.wait_for_selector(f'.result[data-image="{first}"] .mark.relevant[aria-pressed=true]')
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("n")
+    page.wait_for_function("document.getElementById('feedback-status').textContent.includes('1 judgment')")
+    judgment = TripletJudgment.objects.get(user__username="ana")
+    assert judgment.source == TripletJudgment.Source.SEARCH_FEEDBACK
+    triplet = judgment.triplet
+    assert triplet.query_id == query_id
+    assert {"a": triplet.candidate_a_id, "b": triplet.candidate_b_id}[judgment.answer] == first
+    assert {triplet.candidate_a_id, triplet.candidate_b_id} == {first, second}
+
+    page.reload()  # marks are kept
+    page.wait_for_selector(f'.result[data-image="{first}"][data-mark="relevant"]')
+
+    link = page.locator(".result .document-link").first
+    page_number = int(link.get_attribute("href").split("page=")[1].split("#")[0])
+    link.click()
+    page.wait_for_url(f"**/documents/{scan.document_id}/**")
+    assert page.locator(f"#page-{page_number}.current").count() == 1
