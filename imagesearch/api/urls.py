@@ -8,7 +8,7 @@ urlpatterns = [
     path("images/", views.ImageListApi.as_view(), name="api-image-list"),
     path("images/upload/", views.ImageUploadApi.as_view(), name="api-image-upload"),
     path("images/<int:image_id>/", views.ImageDetailApi.as_view(), name="api-image-detail"),
-    path("search", views.SearchApi.as_view()),  # also without the slash, as the issue names it
+    path("search", views.SearchNoSlashApi.as_view(), name="api-search-no-slash"),
     path("search/", views.SearchApi.as_view(), name="api-search"),
     path("search/feedback/", views.SearchFeedbackApi.as_view(), name="api-search-feedback"),
     path("labeling/", include("labeling.api.urls")),

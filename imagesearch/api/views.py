@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -165,6 +165,11 @@ class SearchApi(APIView):
             get_object_or_404(Image, pk=data["image_id"])
             return SearchQuery(image_id=data["image_id"])
         return search_query_from_token(data["query_token"])
+
+
+@extend_schema_view(post=extend_schema(exclude=True))
+class SearchNoSlashApi(SearchApi):
+    """``POST /api/search``: the same as ``/api/search/`` (listed once in the schema)."""
 
 
 class SearchFeedbackApi(APIView):
