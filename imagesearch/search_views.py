@@ -38,7 +38,7 @@ KEPT_PARAMETERS = ("criterion", "version", "compare", "collection", "document", 
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    return int(value) if value and value.isascii() and value.isdecimal() and len(value) < 19 else None
 
 
 def _kept(params, **changes) -> str:
@@ -63,9 +63,9 @@ def search(request: HttpRequest) -> HttpResponse:
     filters = {"collection_id": _int(request.GET.get("collection")), "document_id": _int(request.GET.get("document")),
                "label": request.GET.get("label", "").strip() or None}
     criterion = context["criterion"]
-    version_ids = [_int(request.GET.get("version"))]
-    if request.GET.get("compare"):
-        version_ids.append(_int(request.GET.get("compare")))
+    version_ids = [context["selected"]["version"]]
+    if context["selected"]["compare"]:
+        version_ids.append(context["selected"]["compare"])
     try:
         columns = [selectors.search_results(query=query, criterion=criterion, version_id=version_id,
                                             k=settings.SEARCH_RESULTS_PER_PAGE, offset=offset, **filters)
@@ -109,15 +109,20 @@ def _form_context(request: HttpRequest) -> dict:
     criterion = next((c for c in criteria if c.pk == criterion_id), None) or criterion_default()
     document_id = _int(request.GET.get("document"))
     collection_id = _int(request.GET.get("collection"))
+    versions = list(selectors.search_versions(criterion=criterion))
+    # a version of another criterion (the criterion was just changed) falls back to the active one
+    version_id, compare_id = (_int(request.GET.get(name)) for name in ("version", "compare"))
+    version_id = version_id if version_id in {v.pk for v in versions} else None
+    compare_id = compare_id if compare_id in {v.pk for v in versions} else None
     return {
         "criteria": criteria,
         "criterion": criterion,
-        "versions": list(selectors.search_versions(criterion=criterion)),
+        "versions": versions,
         "collections": selectors.collection_list(),
         "labels": selectors.label_list(collection_id=collection_id),
         "document": Document.objects.filter(pk=document_id).first() if document_id else None,
         "selected": {"collection": collection_id, "document": document_id, "label": request.GET.get("label", ""),
-                     "version": _int(request.GET.get("version")), "compare": _int(request.GET.get("compare"))},
+                     "version": version_id, "compare": compare_id},
         "max_upload_mb": settings.SEARCH_QUERY_MAX_BYTES // (1024 * 1024),
     }
 
@@ -150,10 +155,10 @@ def search_add_to_library(request: HttpRequest) -> HttpResponse:
     """The analyst chose to keep their uploaded query in the library (then they can mark results)."""
     try:
         query = search_query_from_token(request.POST.get("q", ""))
-        collection = collection_get_or_create(name=request.POST.get("collection", "").strip() or "Default")
+        collection = collection_get_or_create(name=request.POST.get("add_to_collection", "").strip() or "Default")
         query = search_query_add_to_library(query=query, collection=collection)
-    except (QueryNotFound, ImageRejected) as exc:
-        messages.error(request, str(exc))
+    except (QueryNotFound, ImageRejected, FileNotFoundError) as exc:
+        messages.error(request, str(exc) if not isinstance(exc, FileNotFoundError) else "The query image is gone.")
         return redirect(f"{reverse('search')}?{_kept(request.POST)}")
     messages.success(request, f"Added {query.name or 'the query image'} to the library ({collection.name}).")
     return redirect(f"{reverse('search')}?{_query_param(query)}&{_kept(request.POST)}")
@@ -165,10 +170,10 @@ def search_add_to_library(request: HttpRequest) -> HttpResponse:
 def search_query_thumbnail(request: HttpRequest, token: str) -> FileResponse:
     try:
         query = search_query_from_token(token)
-    except QueryNotFound:
+        if query.image_id is not None:  # it has joined the library since
+            return redirect("media-file", Image.objects.get(pk=query.image_id).thumbnail.name)
+        response = FileResponse(open(query.thumbnail_path, "rb"), content_type="image/webp")
+    except (QueryNotFound, FileNotFoundError):
         raise Http404("No such query image.") from None
-    if query.image_id is not None:  # it has joined the library since
-        return redirect("media-file", Image.objects.get(pk=query.image_id).thumbnail.name)
-    response = FileResponse(open(query.thumbnail_path, "rb"), content_type="image/webp")
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -104,7 +104,10 @@ def _upload_vector(version: ModelVersion, query: SearchQuery) -> np.ndarray:
         if key in _upload_vectors:
             _upload_vectors.move_to_end(key)
             return _upload_vectors[key]
-    vector = embed_file(version=version, path=query.path)
+    try:
+        vector = embed_file(version=version, path=query.path)
+    except FileNotFoundError:
+        raise SearchRefused("This query image is no longer kept; upload it again.") from None
     with _upload_vectors_lock:
         _upload_vectors[key] = vector
         while len(_upload_vectors) > 256:

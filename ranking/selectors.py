@@ -173,16 +173,17 @@ def _nearest(version, vector, k, exclude_id, filters: dict, ef_search) -> list[t
         "SELECT image_id, distance FROM hits ORDER BY distance, image_id"
     )
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-    ef = max(int(ef_search), k)
-    if connection.in_atomic_block:  # settings local to the caller's transaction
+    ef = min(max(int(ef_search), k), 1000)  # pgvector's largest ef_search
+    if connection.in_atomic_block or not connection.get_autocommit():  # local to the caller's transaction
         with connection.cursor() as cursor:
             _hnsw_settings(cursor, ef, local=True)
             cursor.execute(sql, [literal, *params, literal, k])
             return cursor.fetchall()
     connection.ensure_connection()
     with connection.cursor() as cursor:
-        # Outside a transaction: set the session's settings once per connection and value, so
-        # that a search is one round trip (with the Image rows, two) rather than five.
+        # Autocommit, outside a transaction: set the session's settings once per connection and
+        # value, so that a search is one round trip (with the Image rows, two) rather than five.
+        # (A transaction-mode pooler such as pgbouncer's would lose them: use session mode.)
         if _session_ef_search.get(connection.connection) != ef:
             _hnsw_settings(cursor, ef, local=False)
             _session_ef_search[connection.connection] = ef

@@ -15,6 +15,7 @@ def media_root(settings, tmp_path):
     """Each test stores its files in a fresh folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.RANKING_MODELS_DIR = tmp_path / "models"
+    settings.SEARCH_QUERY_DIR = tmp_path / "queries"
     return settings.MEDIA_ROOT
 
 

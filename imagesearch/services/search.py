@@ -111,9 +111,10 @@ def search_query_from_token(token: str) -> SearchQuery:
     if image_id is not None:
         return SearchQuery(image_id=image_id, name=name)
     query = SearchQuery(token=token, name=name)
-    if not query.path.exists():
-        raise QueryNotFound(QUERY_EXPIRED.format(hours=settings.SEARCH_QUERY_KEEP_HOURS))
-    os.utime(query.path)  # in use: keep it another SEARCH_QUERY_KEEP_HOURS
+    try:
+        os.utime(query.path)  # in use: keep it another SEARCH_QUERY_KEEP_HOURS
+    except FileNotFoundError:
+        raise QueryNotFound(QUERY_EXPIRED.format(hours=settings.SEARCH_QUERY_KEEP_HOURS)) from None
     return query
 
 
@@ -129,14 +130,33 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _prune_old_queries() -> None:
-    """Remove queries unused for SEARCH_QUERY_KEEP_HOURS; scans the folder at most every ten minutes."""
+    """Remove queries unused for SEARCH_QUERY_KEEP_HOURS; scans the folder at most every ten minutes.
+
+    A query's upload (``.bin``) is touched on every use and decides for its
+    thumbnail and name too; it goes first, so a query is never left half there.
+    Files that another pruner removed meanwhile are skipped.
+    """
     marker = query_dir() / ".pruned"
     now = time.time()
-    if marker.exists() and now - marker.stat().st_mtime < _PRUNE_EVERY_SECONDS:
-        return
+    try:
+        if now - marker.stat().st_mtime < _PRUNE_EVERY_SECONDS:
+            return
+    except FileNotFoundError:
+        pass
     marker.touch()
     cutoff = now - settings.SEARCH_QUERY_KEEP_HOURS * 3600
-    kept = {p.stem for p in query_dir().glob("*.bin") if p.stat().st_mtime >= cutoff}
-    for path in query_dir().iterdir():
-        if path.name != ".pruned" and path.stem not in kept and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
+    for upload in query_dir().glob("*.bin"):
+        try:
+            if upload.stat().st_mtime >= cutoff:
+                continue
+            upload.unlink()
+        except FileNotFoundError:
+            continue
+        for sibling in (upload.with_suffix(".webp"), upload.with_suffix(".name")):
+            sibling.unlink(missing_ok=True)
+    for leftover in query_dir().glob(".tmp-*"):  # from a process killed mid-write
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass

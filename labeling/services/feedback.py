@@ -3,16 +3,17 @@
 For one analyst, criterion and query image, every pair of a result marked
 relevant and one marked not relevant is the triplet (query, relevant, not
 relevant) answered "the relevant one is more similar", with source "search
-feedback". The marks are the state; the judgments are derived from them on each
-change, so setting the same mark twice adds nothing and changing or clearing a
-mark withdraws the judgments it made.
+feedback". The marks are the state and the judgments follow them: setting the same mark
+twice adds nothing, and changing or clearing a mark withdraws the judgments it
+made.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 
 from imagesearch.models import Image
 from labeling.models import SearchFeedback, Triplet, TripletJudgment
@@ -20,7 +21,6 @@ from labeling.services.judgments import judgment_record, triplet_update_complete
 from labeling.services.triplets import triplet_get_or_create
 from ranking.models import SimilarityCriterion
 
-FEEDBACK_LOCK = 0x6662  # advisory lock namespace: one reconciliation per (analyst, query) at a time
 SELF_MARK = "The query image cannot be marked as a result of itself."
 UNKNOWN_IMAGE = "No image {image_id} in the library."
 
@@ -36,53 +36,62 @@ class FeedbackOutcome:
 
 def search_feedback_mark(*, user, criterion: SimilarityCriterion, query_id: int, result_id: int,
                          relevant: bool | None) -> FeedbackOutcome:
-    """Mark one result relevant (True), not relevant (False) or clear its mark (None)."""
+    """Mark one result relevant (True), not relevant (False) or clear its mark (None).
+
+    Only the judgments that involve this result change, so a click costs one
+    query per mark of the other kind, however many marks the query has.
+    """
     if result_id == query_id:
         raise ValueError(SELF_MARK)
     for image_id in (query_id, result_id):
         if not Image.objects.filter(pk=image_id).exists():
             raise ValueError(UNKNOWN_IMAGE.format(image_id=image_id))
     with transaction.atomic():
-        _lock(user, query_id)
-        marks = SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id, result_id=result_id)
-        if relevant is None:
-            marks.delete()
-        else:
-            SearchFeedback.objects.update_or_create(criterion=criterion, user=user, query_id=query_id,
-                                                    result_id=result_id, defaults={"relevant": relevant})
-        return _reconcile(user, criterion, query_id)
-
-
-def _lock(user, query_id: int) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [FEEDBACK_LOCK, (user.pk << 20) ^ query_id])
-
-
-def _reconcile(user, criterion: SimilarityCriterion, query_id: int) -> FeedbackOutcome:
-    marks = dict(SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id)
-                 .values_list("result_id", "relevant"))
-    relevant = sorted(i for i, r in marks.items() if r)
-    not_relevant = sorted(i for i, r in marks.items() if not r)
-    wanted = {}  # triplet id -> answer
-    for good in relevant:
-        for bad in not_relevant:
-            triplet = triplet_get_or_create(criterion=criterion, query_id=query_id, candidate_ids=(good, bad),
-                                            origin={"strategy": "search_feedback"})
-            wanted[triplet.pk] = TripletJudgment.Answer.A if triplet.candidate_a_id == good else TripletJudgment.Answer.B
-    existing = TripletJudgment.objects.filter(user=user, source=TripletJudgment.Source.SEARCH_FEEDBACK,
+        with connection.cursor() as cursor:  # one change per (analyst, query) at a time
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                           [f"search-feedback:{user.pk}:{query_id}"])
+        mine = TripletJudgment.objects.filter(user=user, source=TripletJudgment.Source.SEARCH_FEEDBACK,
                                               triplet__criterion=criterion, triplet__query_id=query_id)
-    stale = [(j.pk, j.triplet_id) for j in existing.only("pk", "triplet_id", "answer")
-             if wanted.get(j.triplet_id) != j.answer]
-    TripletJudgment.objects.filter(pk__in=[pk for pk, _ in stale]).delete()
-    kept = set(existing.values_list("triplet_id", flat=True))
-    added = 0
-    for triplet in Triplet.objects.filter(pk__in=[t for t in wanted if t not in kept]).order_by("pk"):
-        judgment_record(triplet=triplet, answer=wanted[triplet.pk], user=user,
-                        source=TripletJudgment.Source.SEARCH_FEEDBACK)
-        added += 1
-    for triplet_id in {t for _, t in stale} | (set(wanted) - kept):
+        previous = SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id,
+                                                 result_id=result_id).values_list("relevant", flat=True).first()
+        added = withdrawn = 0
+        if previous != relevant:
+            withdrawn = _withdraw(mine.filter(Q(triplet__candidate_a_id=result_id)
+                                              | Q(triplet__candidate_b_id=result_id)))
+            if relevant is None:
+                SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id,
+                                              result_id=result_id).delete()
+            else:
+                SearchFeedback.objects.update_or_create(criterion=criterion, user=user, query_id=query_id,
+                                                        result_id=result_id, defaults={"relevant": relevant})
+                others = SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id,
+                                                       relevant=not relevant).values_list("result_id", flat=True)
+                for other in others:
+                    good, bad = (result_id, other) if relevant else (other, result_id)
+                    _judge(user, criterion, query_id, good, bad)
+                    added += 1
+        marks = dict(SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id)
+                     .values_list("result_id", "relevant"))
+        return FeedbackOutcome(relevant=sorted(i for i, r in marks.items() if r),
+                               not_relevant=sorted(i for i, r in marks.items() if not r),
+                               judgments=mine.count(), added=added, withdrawn=withdrawn)
+
+
+def _judge(user, criterion: SimilarityCriterion, query_id: int, good: int, bad: int) -> None:
+    triplet = triplet_get_or_create(criterion=criterion, query_id=query_id, candidate_ids=(good, bad),
+                                    origin={"strategy": "search_feedback"})
+    answer = TripletJudgment.Answer.A if triplet.candidate_a_id == good else TripletJudgment.Answer.B
+    judgment_record(triplet=triplet, answer=answer, user=user, source=TripletJudgment.Source.SEARCH_FEEDBACK)
+    triplet_update_complete(triplet.pk)
+
+
+def _withdraw(judgments) -> int:
+    """Delete judgments; a triplet that feedback made and nothing else uses goes with them, so it
+    does not turn up in the labelers' queue."""
+    triplet_ids = list(judgments.values_list("triplet_id", flat=True))
+    judgments.delete()
+    for triplet_id in triplet_ids:
         triplet_update_complete(triplet_id)
-    return FeedbackOutcome(relevant=relevant, not_relevant=not_relevant, judgments=len(wanted), added=added,
-                           withdrawn=len(stale))
+    Triplet.objects.filter(pk__in=triplet_ids, origin__strategy="search_feedback", judgments__isnull=True,
+                           assignments__isnull=True, gold_answer="").delete()
+    return len(triplet_ids)

@@ -47,20 +47,26 @@
     const more = event.target.closest("#more-results");
     if (!more) return;
     event.preventDefault();
+    if (more.getAttribute("aria-busy") === "true") return; // a double click loads one page
     more.setAttribute("aria-busy", "true");
     try {
       const response = await fetch(more.href + "&fragment=1", { headers: { "X-Requested-With": "fetch" } });
       if (!response.ok) throw new Error(`the server answered ${response.status}`);
       const page = document.createElement("div");
       page.innerHTML = await response.text();
-      const firstNew = page.querySelector(".result");
+      let firstNew = null;
       for (const column of page.querySelectorAll(".result-column")) {
         const grid = results.querySelector(`.result-column[data-column="${column.dataset.column}"] .result-grid`);
-        for (const item of column.querySelectorAll(".result")) grid.append(item);
+        for (const item of column.querySelectorAll(".result")) {
+          // each page is its own approximate search: skip a result an earlier page already showed
+          if (grid.querySelector(`.result[data-image="${item.dataset.image}"]`)) continue;
+          grid.append(item);
+          firstNew = firstNew || item;
+        }
       }
       const next = page.querySelector("#more-results");
       if (next) more.href = next.href; else more.closest(".more-results").remove();
-      if (firstNew) results.querySelector(`.result[data-image="${firstNew.dataset.image}"] .result-link`)?.focus();
+      if (firstNew) firstNew.querySelector(".result-link").focus();
       showMarks();
     } catch (error) {
       say(`Could not load more results: ${error.message}`, true);
@@ -87,30 +93,45 @@
     status.classList.toggle("error", isError);
   }
 
-  async function mark(item, value) {
+  // Marks are sent one at a time, in order, so the server applies them as they were made and
+  // the status line always describes the newest state.
+  let queue = Promise.resolve();
+  let pending = 0;
+
+  function mark(item, value) {
     if (!query) return;
-    const previous = item.dataset.mark || "";
-    const next = previous === value ? "" : value; // the same key again clears the mark
+    const image = item.dataset.image;
+    const next = (item.dataset.mark || "") === value ? "" : value; // the same key again clears the mark
     // one result can show in both columns of a comparison: mark every copy
-    const copies = results.querySelectorAll(`.result[data-image="${item.dataset.image}"]`);
-    copies.forEach((copy) => { copy.dataset.mark = next; });
+    const copies = () => results.querySelectorAll(`.result[data-image="${image}"]`);
+    copies().forEach((copy) => { copy.dataset.mark = next; });
     showMarks();
-    try {
-      const response = await fetch(results.dataset.feedbackUrl, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-        body: JSON.stringify({ criterion: Number(results.dataset.criterion), query: Number(query),
-                               result: Number(item.dataset.image), mark: next || "none" }),
-      });
-      const body = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(body.detail || `the server answered ${response.status}`);
-      say(`${body.relevant.length} relevant, ${body.not_relevant.length} not relevant: ` +
-          `${body.judgments} judgment${body.judgments === 1 ? "" : "s"} for training.`);
-    } catch (error) {
-      copies.forEach((copy) => { copy.dataset.mark = previous; });
-      showMarks();
-      say(`Not saved: ${error.message}`, true);
+    pending += 1;
+    queue = queue.then(() => send(image, next)).catch((error) => {
+      say(`Not saved: ${error.message}. Reload the page to see what is saved.`, true);
+    }).finally(() => { pending -= 1; });
+  }
+
+  async function send(image, value) {
+    const response = await fetch(results.dataset.feedbackUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify({ criterion: Number(results.dataset.criterion), query: Number(query),
+                             result: Number(image), mark: value || "none" }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.detail || `the server answered ${response.status}`);
+    if (pending > 1) return; // newer marks are queued: their answer will tell
+    // what the server holds wins (another tab may have marked too)
+    const relevant = new Set(body.relevant.map(String));
+    const notRelevant = new Set(body.not_relevant.map(String));
+    for (const item of results.querySelectorAll(".result")) {
+      const id = item.dataset.image;
+      item.dataset.mark = relevant.has(id) ? "relevant" : notRelevant.has(id) ? "not_relevant" : "";
     }
+    showMarks();
+    say(`${body.relevant.length} relevant, ${body.not_relevant.length} not relevant: ` +
+        `${body.judgments} judgment${body.judgments === 1 ? "" : "s"} for training.`);
   }
 
   results.addEventListener("click", (event) => {
@@ -124,7 +145,7 @@
   }
   results.addEventListener("keydown", (event) => {
     const item = event.target.closest(".result");
-    if (!item || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (!item || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     const key = event.key.toLowerCase();
     if (key === "r" || key === "n" || key === "0") {
       event.preventDefault();

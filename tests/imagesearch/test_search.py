@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imagesearch.models import Image
-from labeling.models import SearchFeedback, TripletJudgment
+from labeling.models import SearchFeedback, Triplet, TripletJudgment
 from labeling.selectors import training_triplets
 from labeling.services.feedback import search_feedback_mark
 from ranking.selectors import embed_file, embedding_vectors
@@ -168,6 +168,35 @@ def test_feedback_pairs_become_judged_triplets_that_training_uses(analyst, crite
     mark(good, None)  # cleared: nothing left to compare
     assert not TripletJudgment.objects.filter(user=analyst).exists()
     assert SearchFeedback.objects.filter(user=analyst).count() == 3
+    # the triplets feedback made and nothing else uses are gone, not left for the labelers' queue
+    assert not Triplet.objects.filter(origin__strategy="search_feedback").exists()
+
+
+def test_feedback_of_users_with_large_ids(criterion, autoencoder, stripes_library):
+    user = UserFactory(id=5_000_000, roles=["analyst"])
+    query, good = stripes_library["v"][:2]
+    search_feedback_mark(user=user, criterion=criterion, query_id=query, result_id=good, relevant=True)
+    outcome = search_feedback_mark(user=user, criterion=criterion, query_id=query,
+                                   result_id=stripes_library["h"][0], relevant=False)
+    assert outcome.judgments == 1
+
+
+def test_paging_stops_at_the_deepest_rank(client, analyst, autoencoder, stripes_library, monkeypatch):
+    from imagesearch import selectors
+
+    monkeypatch.setattr(selectors, "MAX_SEARCH_RESULTS", 8)
+    first = client.post("/api/search/", {"image_id": stripes_library["v"][0], "k": 4}).json()
+    last = client.post("/api/search/", {"image_id": stripes_library["v"][0], "k": 4, "offset": 4}).json()
+    assert first["has_more"] is True and last["has_more"] is False and len(last["results"]) == 4
+
+
+def test_an_expired_upload_is_reported(client, analyst, autoencoder, settings):
+    token = client.post("/api/search/", {"image": _file(images.stripes(True, seed=5), "q.png")}).json()["query"]["token"]
+    for path in settings.SEARCH_QUERY_DIR.glob(f"{token}.*"):
+        path.unlink()
+    answer = client.post("/api/search/", {"query_token": token})
+    assert answer.status_code == 400 and "upload it again" in answer.json()["detail"]
+    assert client.get(f"/search/?q={token}").status_code == 404
 
 
 def test_feedback_api_and_its_errors(client, analyst, criterion, autoencoder, stripes_library):
@@ -227,11 +256,19 @@ def test_search_page_upload_compare_and_more(client, analyst, criterion, autoenc
     more = client.get(f"/search/?q={token}&offset=6&fragment=1").content.decode()
     assert '<ol class="grid result-grid" start="7">' in more and more.count('class="thumb result') == 6
 
-    compared = client.get(f"/search/?q={token}&version={autoencoder.pk}&compare={second.pk}").content.decode()
-    assert compared.count('class="result-column"') == 2 and "in both" in compared
+    compared = client.get(f"/search/?q={token}&version={autoencoder.pk}&compare={second.pk}")
+    columns = compared.context["columns"]
+    assert [c.version.pk for c in columns] == [autoencoder.pk, second.pk]
+    both = {h.image.pk for h in columns[0].hits} & {h.image.pk for h in columns[1].hits}
+    assert compared.context["in_both"] == both
+    assert compared.content.decode().count("result in-both") == 2 * len(both)
+    # a version of another criterion (say, after switching criterion) falls back to the active one
+    other = client.get(f"/search/?q={token}&version=999999&compare=abc")
+    assert other.status_code == 200 and [c.version.pk for c in other.context["columns"]] == [autoencoder.pk]
 
-    added = client.post("/search/add/", {"q": token, "collection": "Mine"})
-    assert added.status_code == 302 and "image=" in added["Location"]
+    north = Image.objects.filter(collection__name="North").first().collection_id
+    added = client.post("/search/add/", {"q": token, "add_to_collection": "Mine", "collection": north})
+    assert added.status_code == 302 and "image=" in added["Location"] and f"collection={north}" in added["Location"]
     assert Image.objects.filter(collection__name="Mine").count() == 1
 
     bad = client.post("/search/", {"image": _file(b"nope", "x.txt")}, follow=True)

@@ -228,14 +228,18 @@ def test_the_first_import_queues_an_autoencoder_for_criteria_without_a_model(cri
 
 def test_search_outside_a_transaction_sets_the_session_once_and_still_filters(transactional_db, autoencoder,
                                                                               stripes_library):
-    from ranking import selectors
+    from django.test.utils import CaptureQueriesContext
 
-    assert not connection.in_atomic_block
+    assert not connection.in_atomic_block and connection.get_autocommit()
     north = Image.objects.filter(collection__name="North").first().collection_id
-    for ef in (1, 1, 2):  # the second call reuses the session's settings
-        hits = image_search(image_id=stripes_library["v"][0], k=6, label="h", collection_id=north, ef_search=ef)
+    query = stripes_library["v"][0]
+    for k, settings_queries in ((6, 1), (6, 0), (5, 1)):  # the same ef again sets nothing
+        with CaptureQueriesContext(connection) as queries:
+            hits = image_search(image_id=query, k=k, label="h", collection_id=north, ef_search=1)
+        assert sum("set_config" in q["sql"] for q in queries.captured_queries) == settings_queries
         assert len(hits) == 4 and all(h.image.label == "h" for h in hits)
-        assert selectors._session_ef_search[connection.connection] == 6  # max(ef_search, k)
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW hnsw.iterative_scan")
-        assert cursor.fetchone()[0] == "relaxed_order"
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW hnsw.ef_search")
+            assert cursor.fetchone()[0] == str(k)  # max(ef_search, k), held by the session
+            cursor.execute("SHOW hnsw.iterative_scan")
+            assert cursor.fetchone()[0] == "relaxed_order"
