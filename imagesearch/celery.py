@@ -25,3 +25,28 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 app.autodiscover_tasks()
+
+
+# --- what each worker can do, for the dashboard ----------------------------------------
+from celery.signals import worker_ready  # noqa: E402
+from celery.worker.control import inspect_command  # noqa: E402
+
+_worker_gpu = {"name": ""}
+
+
+@worker_ready.connect
+def _probe_gpu(**_kwargs) -> None:
+    """Once per worker, at start: is there a CUDA device (torch is imported here, not per request)?"""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            _worker_gpu["name"] = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001 - no torch or no driver: no GPU
+        _worker_gpu["name"] = ""
+
+
+@inspect_command()
+def gpu(state) -> dict:
+    """``celery inspect gpu``: the worker's CUDA device name, "" for none."""
+    return {"gpu": _worker_gpu["name"]}

@@ -101,6 +101,10 @@ class Job(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # the Celery worker (hostname) that last worked on it: when that worker is gone and the job
+    # has made no progress since, the job is reported failed rather than running forever
+    worker = models.CharField(max_length=255, blank=True)
+    log = models.TextField(blank=True, help_text="Its latest log lines, newest last.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -154,6 +154,8 @@ IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 150_000_000)
 IMAGE_MAX_PAGES = env_int("IMAGE_MAX_PAGES", 1000)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 256)
 INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 64)
+# A running job whose worker stopped answering and which made no progress for this long is failed
+JOBS_ORPHAN_GRACE_SECONDS = env_int("JOBS_ORPHAN_GRACE_SECONDS", 120)
 # Search: uploaded query images are checked like imports, with their own (smaller) limits, and kept
 # aside (not in the library) for SEARCH_QUERY_KEEP_HOURS so that "more results", another model
 # version or "add to library" need no second upload.

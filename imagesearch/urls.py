@@ -3,10 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from imagesearch import search_views, views
 from labeling import views as labeling_views
+from ranking import views as ranking_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("label/", labeling_views.label, name="label"),
+    path("dashboard/", ranking_views.dashboard, name="dashboard"),
+    path("dashboard/action/", ranking_views.dashboard_action, name="dashboard-action"),
     path("search/", search_views.search, name="search"),
     path("search/add/", search_views.search_add_to_library, name="search-add"),
     path("search/queries/<str:token>.webp", search_views.search_query_thumbnail, name="search-query-thumbnail"),

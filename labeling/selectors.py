@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, IntegerField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from labeling.models import Triplet, TripletAssignment, TripletJudgment
@@ -143,18 +143,20 @@ def excluded_labelers(*, criterion: SimilarityCriterion, min_gold_accuracy: floa
             and q.gold_accuracy < threshold}
 
 
-def training_triplets(*, criterion: SimilarityCriterion,
-                      min_gold_accuracy: float | None = None) -> list[tuple[int, int, int]]:
+def training_triplets(*, criterion: SimilarityCriterion, min_gold_accuracy: float | None = None,
+                      sources: list[str] | None = None) -> list[tuple[int, int, int]]:
     """The aggregate of the criterion's judgments as (query, more similar, less similar) image ids.
 
     A gold triplet counts with its known answer. Otherwise: majority vote over its
     "A" and "B" answers; "can't tell" answers count for neither side, and ties
     (including triplets answered only "can't tell") are left out. Answers of
     labelers below the gold-accuracy threshold (``excluded_labelers``) are not
-    counted. Ordered by triplet id, so the same judgments always give the same list.
+    counted, nor, with ``sources``, judgments from other sources. Ordered by triplet id, so the same judgments always give the same list.
     """
     excluded = excluded_labelers(criterion=criterion, min_gold_accuracy=min_gold_accuracy)
     counted = ~Q(judgments__user__in=excluded) if excluded else Q()
+    if sources:
+        counted &= Q(judgments__source__in=sources)
     rows = (
         Triplet.objects.filter(criterion=criterion)
         .annotate(
@@ -192,3 +194,21 @@ def search_feedback_marks(*, user, criterion: SimilarityCriterion, query_id: int
 
     return dict(SearchFeedback.objects.filter(criterion=criterion, user=user, query_id=query_id)
                 .values_list("result_id", "relevant"))
+
+
+def judgments_per_day(*, criterion: SimilarityCriterion, days: int = 30) -> list[dict]:
+    """Judgments of the last ``days`` days per day and source, oldest first: {day, source, count}."""
+    since = timezone.now() - timedelta(days=days)
+    return list(TripletJudgment.objects.filter(triplet__criterion=criterion, created_at__gte=since)
+                .annotate(day=TruncDate("created_at")).values("day", "source")
+                .annotate(count=Count("id")).order_by("day", "source"))
+
+
+def judgments_per_source_and_labeler(*, criterion: SimilarityCriterion) -> dict:
+    """All-time judgment counts by source and by labeler (top 50), for the dashboard."""
+    judgments = TripletJudgment.objects.filter(triplet__criterion=criterion)
+    return {
+        "by_source": dict(judgments.values_list("source").annotate(n=Count("id")).order_by("source")),
+        "by_labeler": list(judgments.exclude(user=None).values("user__username").annotate(n=Count("id"))
+                           .order_by("-n")[:50]),
+    }

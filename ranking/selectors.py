@@ -200,3 +200,48 @@ def _hnsw_settings(cursor, ef_search: int, *, local: bool) -> None:
     # ORDER BY restores exact order among them.
     cursor.execute("SELECT set_config('hnsw.ef_search', %s, %s), set_config('hnsw.iterative_scan', 'relaxed_order', %s)",
                    [str(ef_search), local, local])
+
+
+# --- the dashboard ---------------------------------------------------------------------------
+
+
+@dataclass
+class VersionRow:
+    version: ModelVersion
+    embedded: int  # images with an embedding under it
+    library: int  # images in the library
+    val_accuracy: float | None
+    train_triplets: int | None
+    seconds: float | None
+    loss_points: list[tuple[int, float]]
+
+    @property
+    def coverage(self) -> float:
+        return self.embedded / self.library if self.library else 0.0
+
+
+def dashboard_versions(*, criterion: SimilarityCriterion) -> list[VersionRow]:
+    """The criterion's versions, newest first, with what the dashboard's table and charts show."""
+    library = Image.objects.count()
+    versions = list(ModelVersion.objects.filter(criterion=criterion).select_related("parent", "training_job")
+                    .order_by("-pk"))
+    rows = []
+    for version in versions:
+        # counted on the (version, image) index, and only where embeddings are kept
+        version.embedded = (Embedding.objects.filter(version=version).count()
+                            if version.status in ModelVersion.EMBEDDED_STATUSES else 0)
+        metrics = version.metrics or {}
+        history = metrics.get("train_history") or []
+        rows.append(VersionRow(
+            version=version, embedded=version.embedded, library=library,
+            val_accuracy=metrics.get("val_accuracy"), train_triplets=metrics.get("train_triplets"),
+            seconds=metrics.get("seconds"),
+            loss_points=[(h.get("epoch", n) + 1, h["loss"]) for n, h in enumerate(history) if "loss" in h],
+        ))
+    return rows
+
+
+def previous_active_version(*, criterion: SimilarityCriterion) -> ModelVersion | None:
+    """What a roll back would activate: the latest version that served before, still ready."""
+    return (ModelVersion.objects.filter(criterion=criterion, status=ModelVersion.Status.READY,
+                                        activated_at__isnull=False).order_by("-activated_at").first())

@@ -65,3 +65,11 @@ def embed_new_images(image_ids: list[int]) -> int:
     from ranking.services.embeddings import embeddings_add_new_images
 
     return embeddings_add_new_images(image_ids=image_ids)
+
+
+@shared_task(name="ranking.retire_version", queue="default", **_DB_RETRY)
+def retire_version(version_id: int, delete_weights: bool = False) -> None:
+    """Drop a retired version's embeddings and index (millions of rows: not in a web request)."""
+    from ranking.services.versions import version_embeddings_drop
+
+    version_embeddings_drop(version_id=version_id, delete_weights=delete_weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from imagesearch.models import Collection, Document, Image
+from imagesearch.models import Collection, Document, Image, Job
 
 
 def media_url(name: str) -> str:
@@ -170,3 +170,44 @@ class SearchFeedbackOutputSerializer(serializers.Serializer):
     judgments = serializers.IntegerField(help_text="Your search-feedback judgments on this query, now.")
     added = serializers.IntegerField()
     withdrawn = serializers.IntegerField()
+
+
+class JobOutputSerializer(serializers.ModelSerializer):
+    percent = serializers.SerializerMethodField()
+    elapsed_seconds = serializers.SerializerMethodField()
+    eta_seconds = serializers.SerializerMethodField(help_text="From the rate so far; null when unknown.")
+    log_tail = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "status", "progress_done", "progress_total", "percent", "rate", "elapsed_seconds",
+                  "eta_seconds", "message", "error", "log_tail", "worker", "params", "created_at", "started_at",
+                  "finished_at"]
+
+    def get_percent(self, job: Job) -> float | None:
+        return round(100 * job.progress_done / job.progress_total, 1) if job.progress_total else None
+
+    def get_elapsed_seconds(self, job: Job) -> float | None:
+        from django.utils import timezone
+
+        if job.started_at is None:
+            return None
+        return round(((job.finished_at or timezone.now()) - job.started_at).total_seconds(), 1)
+
+    def get_eta_seconds(self, job: Job) -> float | None:
+        if job.is_finished or not job.progress_total or not job.progress_done:
+            return None
+        elapsed = self.get_elapsed_seconds(job)
+        if not elapsed:
+            return None
+        return round(elapsed * (job.progress_total - job.progress_done) / job.progress_done, 1)
+
+    def get_log_tail(self, job: Job) -> list[str]:
+        return job.log.splitlines()[-8:]
+
+
+class WorkerOutputSerializer(serializers.Serializer):
+    hostname = serializers.CharField()
+    queues = serializers.ListField(child=serializers.CharField())
+    gpu = serializers.CharField(allow_blank=True, help_text="CUDA device name; empty for none.")
+    active_tasks = serializers.IntegerField()

@@ -20,14 +20,17 @@ from imagesearch.api.serializers import (
     ImageOutputSerializer,
     ImageUploadInputSerializer,
     ImageUploadOutputSerializer,
+    JobOutputSerializer,
     SearchFeedbackInputSerializer,
     SearchFeedbackOutputSerializer,
     SearchInputSerializer,
     SearchOutputSerializer,
+    WorkerOutputSerializer,
 )
 from imagesearch.imaging import ImageRejected
-from imagesearch.models import Image
+from imagesearch.models import Image, Job
 from imagesearch.services.ingest import collection_get_or_create, image_ingest_bytes
+from imagesearch.services.jobs import job_cancel, jobs_fail_orphaned
 from imagesearch.services.library import image_delete
 from imagesearch.services.search import (
     QUERY_TOO_LARGE,
@@ -37,6 +40,7 @@ from imagesearch.services.search import (
     search_query_from_token,
     search_query_upload,
 )
+from imagesearch.workers import workers_status
 from labeling.services.feedback import search_feedback_mark
 from ranking.models import SimilarityCriterion
 from ranking.services.criteria import criterion_resolve
@@ -199,3 +203,47 @@ class SearchFeedbackApi(APIView):
         except ValueError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return Response(SearchFeedbackOutputSerializer(outcome).data)
+
+
+class JobListApi(APIView):
+    """Background jobs, newest first: progress, rate, ETA, elapsed time, log tail, error (admins)."""
+
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "ranking.manage_models"
+
+    @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("kind", str)],
+                   responses=JobOutputSerializer(many=True))
+    def get(self, request):
+        limit = request.query_params.get("limit", "20")
+        limit = min(int(limit), 200) if limit.isdecimal() else 20
+        jobs = selectors.job_list(kind=request.query_params.get("kind") or None)[:limit]
+        return Response(JobOutputSerializer(jobs, many=True).data)
+
+
+class JobCancelApi(APIView):
+    """Cancel a job: its tasks stop at their next check; finished parts are kept (admins)."""
+
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "ranking.manage_models"
+
+    @extend_schema(request=None, responses=JobOutputSerializer)
+    def post(self, request, job_id: int):
+        job = get_object_or_404(Job, pk=job_id)
+        job_cancel(job_id=job.pk, message=f"Cancelled by {request.user.get_username()}.")
+        job.refresh_from_db()
+        return Response(JobOutputSerializer(job).data)
+
+
+class WorkerListApi(APIView):
+    """The Celery workers online, their queues and GPUs; running jobs of workers gone are reported failed."""
+
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "ranking.manage_models"
+
+    @extend_schema(responses={200: WorkerOutputSerializer(many=True), 503: None})
+    def get(self, request):
+        workers = workers_status()
+        if workers is None:  # the broker is down: say so, and judge no job by it
+            return Response({"detail": "The broker cannot be reached."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        jobs_fail_orphaned(online_workers={w["hostname"] for w in workers})
+        return Response(WorkerOutputSerializer(workers, many=True).data)

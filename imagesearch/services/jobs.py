@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -19,16 +23,41 @@ def job_create(
     )
 
 
+LOG_LINES = 50  # kept per job
+
+
 def job_start(*, job_id: int) -> None:
-    """Mark a queued job running (a no-op for a job already running or finished)."""
+    """Mark a queued job running (a no-op for a job already running or finished); note the worker."""
+    worker = current_worker()
     Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
         status=Job.Status.RUNNING, started_at=timezone.now()
     )
+    if worker:
+        Job.objects.filter(pk=job_id).exclude(worker=worker).update(worker=worker)
+
+
+def job_log(*, job_id: int, line: str) -> None:
+    """Append a line to the job's log (the last LOG_LINES are kept); it also counts as a sign of life."""
+    stamped = f"{timezone.now():%H:%M:%S} {line}"
+    with transaction.atomic():
+        job = Job.objects.select_for_update().only("log").filter(pk=job_id).first()
+        if job is None:
+            return
+        lines = (job.log.splitlines() + [stamped])[-LOG_LINES:]
+        updates = {"log": "\n".join(lines), "updated_at": timezone.now()}
+        worker = current_worker()
+        if worker:
+            updates["worker"] = worker
+        Job.objects.filter(pk=job_id).update(**updates)
 
 
 def job_advance(*, job_id: int, done: int) -> None:
     """Add ``done`` items to the job's progress and recompute its rate (items/s)."""
-    Job.objects.filter(pk=job_id).update(progress_done=F("progress_done") + done, updated_at=timezone.now())
+    updates = {"progress_done": F("progress_done") + done, "updated_at": timezone.now()}
+    worker = current_worker()
+    if worker:
+        updates["worker"] = worker
+    Job.objects.filter(pk=job_id).update(**updates)
     job = Job.objects.only("progress_done", "started_at").get(pk=job_id)
     if job.started_at:
         elapsed = max((timezone.now() - job.started_at).total_seconds(), 1e-3)
@@ -54,7 +83,52 @@ def job_fail(*, job_id: int, exc: BaseException) -> str:
 
 
 def job_cancel(*, job_id: int, message: str = "Cancelled.") -> None:
+    """Close the job as cancelled. Its tasks look at the job before (and, training, during) their work
+    and stop; what they finished stays (embeddings done are kept, so a new refresh resumes)."""
     job_finish(job_id=job_id, status=Job.Status.CANCELLED, message=message)
+    _after_job_ended(job_id, "Cancelled.")
+
+
+WORKER_LOST = ("The worker {worker} that ran this job stopped answering, and the job made no progress for "
+               "{seconds} s: it is reported failed. Start it again (finished parts are kept).")
+
+
+def jobs_fail_orphaned(*, online_workers: set[str], now=None) -> list[int]:
+    """Report running jobs whose worker is gone as failed, so none shows "running" forever.
+
+    ``online_workers``: the hostnames that answer a ping now (``imagesearch.workers``).
+    A job counts as orphaned when the worker that last worked on it is not among
+    them and it has not progressed for JOBS_ORPHAN_GRACE_SECONDS. With Redis, a task of
+    a dead worker is delivered again later; it then finds its job finished and
+    stops, and starting the job again finishes it.
+    """
+    now = now or timezone.now()
+    grace = settings.JOBS_ORPHAN_GRACE_SECONDS
+    stale = Job.objects.filter(status=Job.Status.RUNNING, updated_at__lt=now - timedelta(seconds=grace))
+    failed = []
+    for job in stale.exclude(worker="").exclude(worker__in=online_workers).only("pk", "worker"):
+        error = WORKER_LOST.format(worker=job.worker, seconds=grace)
+        job_finish(job_id=job.pk, status=Job.Status.FAILED, error=error)
+        _after_job_ended(job.pk, error)
+        failed.append(job.pk)
+    return failed
+
+
+def _after_job_ended(job_id: int, reason: str) -> None:
+    """What a job's owner must do when it ends early (a training version fails with it)."""
+    from ranking.models import EmbeddingChunk, ModelVersion
+
+    ModelVersion.objects.filter(training_job_id=job_id, status=ModelVersion.Status.TRAINING).update(
+        status=ModelVersion.Status.FAILED, error=reason)
+    EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).delete()
+
+
+def current_worker() -> str:
+    """The hostname of the Celery worker running this code, or "" outside a task."""
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    return (getattr(request, "hostname", None) or "") if current_task else ""
 
 
 def job_record_issues(*, job_id: int, issues: list[tuple[str, str]]) -> None:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imagesearch.models import Image, Job
-from imagesearch.services.jobs import job_create, job_fail, job_finish, job_start
+from imagesearch.services.jobs import job_create, job_fail, job_finish, job_log, job_start
 from ranking.models import ModelVersion, SimilarityCriterion
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ def default_hyperparameters(kind: str) -> dict:
         "pretrain_epochs": 0, "pretrain_batch_size": 256,
         "pretrain_lr": 2e-3, "max_images": settings.RANKING_TRAIN_MAX_IMAGES, "val_fraction": 0.1,
         "min_train_triplets": 20, "patience": 0, "seed": 0,
+        # which judgments: labelers below this gold accuracy left out (None: LABELING_MIN_GOLD_ACCURACY),
+        # and only these sources (empty: all)
+        "min_gold_accuracy": None, "judgment_sources": [],
     }
 
 
@@ -231,6 +234,8 @@ def _progress(version: ModelVersion, phase: str, total_epochs: int):
                                              if "val_accuracy" in metrics else ""),
         )
         ModelVersion.objects.filter(pk=version.pk).update(metrics={f"{phase}_history": history})
+        job_log(job_id=job.pk, line=f"{phase} epoch {epoch + 1}/{total_epochs}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 
     return on_epoch
 
@@ -279,7 +284,8 @@ def _train_ranking(version: ModelVersion):
     from ranking.training import fit_contrastive, fit_ranking, seed_everything
 
     hp = version.hyperparameters
-    triplets = training_triplets(criterion=version.criterion)
+    triplets = training_triplets(criterion=version.criterion, min_gold_accuracy=hp.get("min_gold_accuracy"),
+                                 sources=hp.get("judgment_sources") or None)
     train, val = split_by_query(triplets, hp["val_fraction"], hp.get("seed", 0))
     if len(train) < hp["min_train_triplets"]:
         raise TrainingError(

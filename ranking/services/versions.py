@@ -85,19 +85,46 @@ def version_auto_activate(*, version_id: int) -> bool:
     return True
 
 
-def version_retire(*, version_id: int, delete_weights: bool = False) -> ModelVersion:
-    """Drop a version's embeddings and index; the row (and by default its weights) stay for the record."""
-    from ranking.services.embeddings import index_drop
+def version_rollback(*, criterion_id: int) -> ModelVersion:
+    """Activate again the version that served before the active one (the latest activated, still ready)."""
+    previous = (ModelVersion.objects.filter(criterion_id=criterion_id, status=ModelVersion.Status.READY,
+                                            activated_at__isnull=False)
+                .order_by("-activated_at").first())
+    if previous is None:
+        raise ActivationRefused("No earlier version to roll back to: none that served before is still ready.")
+    return version_activate(version_id=previous.pk)
 
+
+def version_retire(*, version_id: int, delete_weights: bool = False, dispatch: bool = False) -> ModelVersion:
+    """Retire a version: it no longer serves nor keeps embeddings; the row (and by default its weights)
+    stay for the record. Refused for the active version.
+
+    With ``dispatch`` its embeddings and index are dropped by a Celery task (millions of rows), else here.
+    """
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
         if version.status == ModelVersion.Status.ACTIVE:
             raise ActivationRefused(f"Version {version.pk} is active; activate another version before retiring it.")
         version.status = ModelVersion.Status.RETIRED
         version.save(update_fields=["status"])
+        if dispatch:
+            from ranking.tasks import retire_version
+
+            transaction.on_commit(lambda: retire_version.delay(version_id, delete_weights))
+    if not dispatch:
+        version_embeddings_drop(version_id=version_id, delete_weights=delete_weights)
+    version.refresh_from_db()
+    return version
+
+
+def version_embeddings_drop(*, version_id: int, delete_weights: bool = False) -> None:
+    """Drop a retired version's index and embeddings (idempotent)."""
+    from ranking.services.embeddings import index_drop
+
+    version = ModelVersion.objects.get(pk=version_id)
+    if version.status != ModelVersion.Status.RETIRED:
+        return
     index_drop(version=version)
     Embedding.objects.filter(version=version).delete()
     if delete_weights and version.weights_file:
         (settings.RANKING_MODELS_DIR / version.weights_file).unlink(missing_ok=True)
-    version.refresh_from_db()
-    return version

@@ -1,0 +1,154 @@
+"""The admins' dashboard: criteria, model versions and their training, embedding and activation.
+
+Every button posts to ``dashboard_action``, which calls one service and comes
+back to the dashboard with a message; work that takes long (training, embedding,
+retiring) is a Celery task, so the page answers at once and the jobs panel
+(``static/js/dashboard.js``, over ``/api/jobs/``) shows it progress live.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from imagesearch import selectors as library_selectors
+from imagesearch.models import Collection, Document, Image, Job
+from imagesearch.services.jobs import job_cancel
+from labeling import selectors as labeling_selectors
+from labeling.models import TripletJudgment
+from ranking import selectors
+from ranking.charts import line_chart
+from ranking.models import ModelVersion, SimilarityCriterion
+from ranking.services.criteria import criterion_create, criterion_default
+from ranking.services.training import default_hyperparameters, training_start
+from ranking.services.versions import ActivationRefused, version_activate, version_retire, version_rollback
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
+# the deep-ranking form: field -> (type, label); defaults come from default_hyperparameters("ranking")
+RANKING_FORM = {
+    "backbone": (str, "Backbone"),
+    "image_size": (int, "Input size (px)"),
+    "embedding_dim": (int, "Embedding size"),
+    "margin": (float, "Margin"),
+    "epochs": (int, "Epochs"),
+    "lr": (float, "Learning rate"),
+    "batch_size": (int, "Batch size"),
+}
+
+
+def _criterion(request: HttpRequest) -> SimilarityCriterion:
+    value = request.GET.get("criterion") or request.POST.get("criterion")
+    if value and value.isdecimal():
+        return get_object_or_404(SimilarityCriterion, pk=int(value))
+    return criterion_default()
+
+
+@login_required
+@permission_required("ranking.manage_models", raise_exception=True)
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    criterion = _criterion(request)
+    rows = selectors.dashboard_versions(criterion=criterion)
+    for row in rows:
+        row.loss_chart = line_chart(row.loss_points, label=f"Training loss of version {row.version.pk}",
+                                    y_format="{:.4f}")
+    accuracy_points = [(row.version.pk, row.val_accuracy) for row in reversed(rows) if row.val_accuracy is not None]
+    defaults = default_hyperparameters(ModelVersion.Kind.RANKING)
+    return render(request, "ranking/dashboard.html", {
+        "criteria": SimilarityCriterion.objects.order_by("pk"),
+        "criterion": criterion,
+        "rows": rows,
+        "previous": selectors.previous_active_version(criterion=criterion),
+        "accuracy_chart": line_chart(accuracy_points, label="Held-out triplet accuracy across versions",
+                                     x_name="version"),
+        "ranking_form": [(name, label, defaults.get(name), kind is str) for name, (kind, label) in RANKING_FORM.items()],
+        "backbones": BACKBONES,
+        "sources": TripletJudgment.Source.choices,
+        "jobs": library_selectors.job_list()[:15],
+        "overview": {
+            "images": Image.objects.count(), "documents": Document.objects.count(),
+            "collections": Collection.objects.count(),
+            **labeling_selectors.judgments_per_source_and_labeler(criterion=criterion),
+        },
+        "per_day": labeling_selectors.judgments_per_day(criterion=criterion),
+        "quality": labeling_selectors.labeler_quality(criterion=criterion),
+    })
+
+
+@login_required
+@permission_required("ranking.manage_models", raise_exception=True)
+@require_POST
+def dashboard_action(request: HttpRequest) -> HttpResponse:
+    """One admin action; the message says what was started or why it was refused."""
+    action = request.POST.get("action", "")
+    criterion = _criterion(request)
+    version_id = request.POST.get("version", "")
+    version = (get_object_or_404(ModelVersion, pk=int(version_id), criterion=criterion)
+               if version_id.isdecimal() else None)
+    try:
+        if action == "create_criterion":
+            criterion = criterion_create(name=request.POST.get("name", "").strip(),
+                                         question=request.POST.get("question", "").strip()
+                                         or SimilarityCriterion._meta.get_field("question").default)
+            messages.success(request, f"Created the criterion '{criterion.name}'.")
+        elif action == "train_autoencoder":
+            new = training_start(criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER, created_by=request.user)
+            messages.success(request, f"Training autoencoder version {new.pk}: follow it under Jobs.")
+        elif action == "train_ranking":
+            new = training_start(criterion=criterion, kind=ModelVersion.Kind.RANKING, created_by=request.user,
+                                 hyperparameters=_ranking_hyperparameters(request))
+            messages.success(request, f"Training deep-ranking version {new.pk}: follow it under Jobs.")
+        elif action == "refresh" and version is not None:
+            from ranking.tasks import refresh_embeddings
+
+            transaction.on_commit(lambda: refresh_embeddings.delay(version.pk))
+            messages.success(request, f"Refreshing the embeddings of version {version.pk}: follow it under Jobs.")
+        elif action == "activate" and version is not None:
+            version_activate(version_id=version.pk)
+            messages.success(request, f"Version {version.pk} is now active: searches use it.")
+        elif action == "rollback":
+            restored = version_rollback(criterion_id=criterion.pk)
+            messages.success(request, f"Rolled back: version {restored.pk} is active again.")
+        elif action == "retire" and version is not None:
+            version_retire(version_id=version.pk, dispatch=True)
+            messages.success(request, f"Retired version {version.pk}; its embeddings are being removed.")
+        elif action == "cancel_job":
+            job = get_object_or_404(Job, pk=int(request.POST.get("job", "0") or 0))
+            job_cancel(job_id=job.pk, message=f"Cancelled by {request.user.get_username()}.")
+            messages.success(request, f"Cancelled job {job.pk}.")
+        else:
+            messages.error(request, "Unknown action.")
+    except (ActivationRefused, ValueError, ValidationError) as exc:
+        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        messages.error(request, text)
+    return redirect(f"{reverse('dashboard')}?criterion={criterion.pk}")
+
+
+def _ranking_hyperparameters(request: HttpRequest) -> dict:
+    params = {}
+    for name, (kind, label) in RANKING_FORM.items():
+        value = request.POST.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            params[name] = kind(value)
+        except ValueError:
+            raise ValueError(f"{label}: {value!r} is not a number.") from None
+    if params.get("backbone", "resnet18") not in BACKBONES:
+        raise ValueError(f"Unknown backbone {params['backbone']!r}.")
+    min_accuracy = request.POST.get("min_gold_accuracy", "").strip()
+    if min_accuracy:
+        try:
+            params["min_gold_accuracy"] = float(min_accuracy)
+        except ValueError:
+            raise ValueError(f"Minimum gold accuracy: {min_accuracy!r} is not a number.") from None
+    sources = [s for s in request.POST.getlist("judgment_sources") if s in TripletJudgment.Source.values]
+    if sources and len(sources) < len(TripletJudgment.Source.values):
+        params["judgment_sources"] = sources
+    return params

@@ -1,0 +1,132 @@
+"""The admins' dashboard: permissions, actions, jobs (live data, cancel, dead workers) on the real database."""
+
+from __future__ import annotations
+
+import html
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from imagesearch.models import Job
+from imagesearch.services.jobs import job_log, jobs_fail_orphaned
+from ranking.models import ModelVersion
+from ranking.services.training import training_start, version_train
+from tests.conftest import TINY_AUTOENCODER
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin(client):
+    user = UserFactory(username="root", roles=["admin"])
+    client.force_login(user)
+    return user
+
+
+def _action(client, criterion, **data):
+    return client.post("/dashboard/action/", {"criterion": criterion.pk, **data}, follow=True)
+
+
+@pytest.mark.parametrize("roles", [["labeler"], ["analyst"]])
+def test_only_admins_reach_the_dashboard_and_its_endpoints(client, criterion, roles):
+    client.force_login(UserFactory(roles=roles))
+    assert client.get("/dashboard/").status_code == 403
+    assert client.post("/dashboard/action/", {"action": "train_autoencoder"}).status_code == 403
+    assert client.get("/api/jobs/").status_code == 403
+    assert client.get("/api/workers/").status_code == 403
+    assert client.post("/api/jobs/1/cancel/").status_code == 403
+    assert not ModelVersion.objects.exists()
+
+
+def test_dashboard_shows_versions_charts_jobs_and_data(client, admin, autoencoder, criterion):
+    page = client.get(f"/dashboard/?criterion={criterion.pk}")
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert f'id="version-{autoencoder.pk}"' in text and "active-version" in text
+    assert "16 / 16" in text  # embedding coverage
+    assert text.count('<svg class="chart"') >= 1  # the version's loss curve
+    assert f"#{autoencoder.training_job_id}" in text
+
+
+def test_training_is_queued_and_the_page_answers_at_once(client, admin, criterion, stripes_library,
+                                                         django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        answer = _action(client, criterion, action="train_ranking", backbone="resnet18", image_size="32",
+                         embedding_dim="16", margin="0.3", epochs="2", lr="0.001", batch_size="8",
+                         min_gold_accuracy="0.7", judgment_sources=["labeling", "search"])
+    version = ModelVersion.objects.get(kind="ranking")
+    assert version.status == ModelVersion.Status.TRAINING and len(callbacks) == 1  # the Celery task
+    assert version.hyperparameters["margin"] == 0.3 and version.hyperparameters["embedding_dim"] == 16
+    assert version.hyperparameters["min_gold_accuracy"] == 0.7
+    assert version.hyperparameters["judgment_sources"] == ["labeling", "search"]
+    assert f"Training deep-ranking version {version.pk}" in answer.content.decode()
+    bad = _action(client, criterion, action="train_ranking", epochs="many")
+    assert "Epochs: 'many' is not a number." in html.unescape(bad.content.decode())
+
+
+def test_activate_roll_back_and_retire(client, admin, criterion, autoencoder, django_capture_on_commit_callbacks):
+    second = version_train(version_id=training_start(criterion=criterion, kind="autoencoder",
+                                                     hyperparameters={**TINY_AUTOENCODER, "seed": 3},
+                                                     dispatch=False).pk, embed="inline")
+    assert second.status == ModelVersion.Status.READY
+    _action(client, criterion, action="activate", version=second.pk)
+    assert ModelVersion.objects.get(pk=second.pk).status == ModelVersion.Status.ACTIVE
+    answer = _action(client, criterion, action="rollback")
+    assert f"version {autoencoder.pk} is active again" in answer.content.decode()
+    assert ModelVersion.objects.get(pk=autoencoder.pk).status == ModelVersion.Status.ACTIVE
+    refused = _action(client, criterion, action="retire", version=autoencoder.pk)
+    assert "activate another version before retiring it" in refused.content.decode()
+    with pytest.MonkeyPatch.context() as patch, django_capture_on_commit_callbacks(execute=True):
+        from ranking import tasks
+
+        patch.setattr(tasks.retire_version, "delay", lambda *a: tasks.retire_version(*a))  # the task, run here
+        _action(client, criterion, action="retire", version=second.pk)
+    assert ModelVersion.objects.get(pk=second.pk).status == ModelVersion.Status.RETIRED
+    assert not second.embeddings.exists()
+
+
+def test_activating_a_version_without_all_embeddings_is_refused(client, admin, criterion, autoencoder):
+    from tests.factories import make_image
+
+    second = version_train(version_id=training_start(criterion=criterion, kind="autoencoder",
+                                                     hyperparameters=TINY_AUTOENCODER, dispatch=False).pk,
+                           embed="inline")
+    make_image()  # not embedded yet (its task is not run here)
+    answer = _action(client, criterion, action="activate", version=second.pk)
+    assert "has no embedding for 1 images; refresh its embeddings first" in answer.content.decode()
+    assert ModelVersion.objects.get(pk=autoencoder.pk).status == ModelVersion.Status.ACTIVE
+
+
+def test_jobs_api_gives_progress_eta_and_log_and_cancels(client, admin, criterion, stripes_library):
+    version = training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
+                             dispatch=False)
+    job = Job.objects.get(pk=version.training_job_id)
+    Job.objects.filter(pk=job.pk).update(status="running", started_at=timezone.now() - timedelta(seconds=10),
+                                         progress_done=1, progress_total=2)
+    job_log(job_id=job.pk, line="train epoch 1/2: loss 0.1000")
+    [row] = [j for j in client.get("/api/jobs/").json() if j["id"] == job.pk]
+    assert row["percent"] == 50.0 and 9 <= row["elapsed_seconds"] <= 30 and 9 <= row["eta_seconds"] <= 30
+    assert row["log_tail"][-1].endswith("train epoch 1/2: loss 0.1000")
+    cancelled = client.post(f"/api/jobs/{job.pk}/cancel/").json()
+    assert cancelled["status"] == "cancelled"
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.FAILED  # the task finds it so and does nothing
+    assert version_train(version_id=version.pk).status == ModelVersion.Status.FAILED
+
+
+def test_a_running_job_of_a_vanished_worker_is_failed_not_left_running(criterion, stripes_library, settings):
+    version = training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
+                             dispatch=False)
+    alive = training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
+                           dispatch=False)
+    long_ago = timezone.now() - timedelta(seconds=settings.JOBS_ORPHAN_GRACE_SECONDS + 5)
+    Job.objects.filter(pk=version.training_job_id).update(status="running", worker="w1@gone")
+    Job.objects.filter(pk=alive.training_job_id).update(status="running", worker="w2@here")
+    Job.objects.filter(pk__in=[version.training_job_id, alive.training_job_id]).update(updated_at=long_ago)
+    assert jobs_fail_orphaned(online_workers={"w2@here"}) == [version.training_job_id]
+    job = Job.objects.get(pk=version.training_job_id)
+    assert job.status == "failed" and "w1@gone" in job.error
+    assert ModelVersion.objects.get(pk=version.pk).status == ModelVersion.Status.FAILED
+    assert Job.objects.get(pk=alive.training_job_id).status == "running"
