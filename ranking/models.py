@@ -29,6 +29,10 @@ class SimilarityCriterion(models.Model):
     description = models.TextField(blank=True)
     # who may label it; nobody listed means every labeler
     labelers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="labeling_criteria")
+    # the automatic loop: train a new deep-ranking version once this many judgments arrived since the
+    # last one was started (0: off); it is then embedded and activated if it beats the active one
+    auto_retrain_after = models.PositiveIntegerField(
+        default=0, help_text="Retrain automatically after this many new judgments (0: never).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

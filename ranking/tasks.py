@@ -73,3 +73,37 @@ def retire_version(version_id: int, delete_weights: bool = False) -> None:
     from ranking.services.versions import version_embeddings_drop
 
     version_embeddings_drop(version_id=version_id, delete_weights=delete_weights)
+
+
+@shared_task(name="ranking.retrain_if_due", queue="default", **_DB_RETRY)
+def retrain_if_due(criterion_id: int) -> int | None:
+    """The automatic loop's check (cheap when nothing is due); returns the new version's id."""
+    from ranking.services.training import training_start_if_due
+
+    version = training_start_if_due(criterion_id=criterion_id)
+    return version.pk if version else None
+
+
+RETRAIN_CHECK_SECONDS = 60
+
+
+def retrain_if_due_soon(*, criterion_id: int) -> None:
+    """After new judgments: check the automatic loop once this transaction commits, at most once a minute
+    per criterion in this process."""
+    from django.core.cache import cache
+    from django.db import transaction
+
+    from ranking.models import SimilarityCriterion
+
+    if not cache.add(f"ranking-retrain-check-{criterion_id}", 1, timeout=RETRAIN_CHECK_SECONDS):
+        return
+    if not SimilarityCriterion.objects.filter(pk=criterion_id, auto_retrain_after__gt=0).exists():
+        return
+
+    def send() -> None:
+        try:
+            retrain_if_due.delay(criterion_id)
+        except Exception:  # noqa: BLE001 - a broker outage must not fail the request that judged
+            logger.exception("could not queue the retraining check of criterion %s", criterion_id)
+
+    transaction.on_commit(send)

@@ -97,6 +97,13 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
                                          question=request.POST.get("question", "").strip()
                                          or SimilarityCriterion._meta.get_field("question").default)
             messages.success(request, f"Created the criterion '{criterion.name}'.")
+        elif action == "set_auto_retrain":
+            value = request.POST.get("auto_retrain_after", "0").strip() or "0"
+            if not value.isdecimal():
+                raise ValueError("Retrain after: give a whole number of judgments (0 turns it off).")
+            SimilarityCriterion.objects.filter(pk=criterion.pk).update(auto_retrain_after=int(value))
+            messages.success(request, f"Automatic retraining after {int(value)} new judgments." if int(value)
+                             else "Automatic retraining is off.")
         elif action == "train_autoencoder":
             new = training_start(criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER, created_by=request.user)
             messages.success(request, f"Training autoencoder version {new.pk}: follow it under Jobs.")

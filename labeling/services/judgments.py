@@ -43,6 +43,9 @@ def judgment_record(
             judgment.save()
     except IntegrityError:
         raise ValueError(ALREADY_ANSWERED) from None
+    from ranking.tasks import retrain_if_due_soon
+
+    retrain_if_due_soon(criterion_id=triplet.criterion_id)  # the automatic loop, if it is on
     return judgment
 
 

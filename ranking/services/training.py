@@ -375,3 +375,32 @@ def baseline_accuracies(*, criterion: SimilarityCriterion, triplets: list[tuple[
         if version is not None:
             out[key] = triplet_accuracy_of_version(version=version, triplets=triplets)
     return out
+
+
+def training_start_if_due(*, criterion_id: int) -> ModelVersion | None:
+    """The automatic loop: start a deep-ranking version once ``auto_retrain_after`` judgments arrived
+    since the last one was started. One at a time: nothing while a version trains or embeds.
+
+    The new version is embedded when trained and activated only if it beats the active one on the
+    held-out judged triplets (``versions.version_auto_activate``); each step is a Job with its log.
+    """
+    from labeling.models import TripletJudgment
+
+    with transaction.atomic():
+        criterion = SimilarityCriterion.objects.select_for_update().filter(pk=criterion_id).first()
+        if criterion is None or not criterion.auto_retrain_after:
+            return None
+        if criterion.versions.filter(status__in=[ModelVersion.Status.TRAINING, ModelVersion.Status.EMBEDDING]).exists():
+            return None
+        last = criterion.versions.filter(kind=ModelVersion.Kind.RANKING).order_by("-pk").first()
+        new = TripletJudgment.objects.filter(triplet__criterion=criterion)
+        if last is not None:
+            new = new.filter(created_at__gt=last.created_at)
+        arrived = new.count()
+        if arrived < criterion.auto_retrain_after:
+            return None
+        version = training_start(criterion=criterion, kind=ModelVersion.Kind.RANKING)
+        Job.objects.filter(pk=version.training_job_id).update(params={**version.training_job.params, "automatic": True})
+        job_log(job_id=version.training_job_id, line=f"Started automatically: {arrived} new judgments since "
+                + (f"version {last.pk}." if last else "the start."))
+    return version

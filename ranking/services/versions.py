@@ -75,14 +75,25 @@ def version_auto_activate(*, version_id: int) -> bool:
         own = metrics.get("val_accuracy")
         baselines = [metrics.get("baseline_val_accuracy", {}).get(key) for key in ("active", "autoencoder")]
         if own is None or any(b is not None and own < b for b in baselines):
-            logger.info("version %s not activated: held-out accuracy %s below %s", version.pk, own, baselines)
+            _decision(version, f"Not activated: held-out accuracy {own} is below the active version's or the "
+                               f"autoencoder's {baselines}; an admin may still activate it.")
             return False
     try:
         version_activate(version_id=version_id)
     except ActivationRefused as exc:
-        logger.info("version %s not activated: %s", version.pk, exc)
+        _decision(version, f"Not activated: {exc}")
         return False
+    _decision(version, f"Activated automatically (held-out accuracy {(version.metrics or {}).get('val_accuracy')}).")
     return True
+
+
+def _decision(version: ModelVersion, text: str) -> None:
+    """The automatic activation's verdict, in the log and on the version's refresh job (the dashboard shows it)."""
+    from imagesearch.services.jobs import job_log
+
+    logger.info("version %s: %s", version.pk, text)
+    if version.embedding_job_id:
+        job_log(job_id=version.embedding_job_id, line=text)
 
 
 def version_rollback(*, criterion_id: int) -> ModelVersion:

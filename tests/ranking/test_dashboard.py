@@ -52,6 +52,9 @@ def test_dashboard_shows_versions_charts_jobs_and_data(client, admin, autoencode
 
 def test_training_is_queued_and_the_page_answers_at_once(client, admin, criterion, stripes_library,
                                                          django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
+    cache.clear()  # the once-a-minute throttle
     with django_capture_on_commit_callbacks() as callbacks:
         answer = _action(client, criterion, action="train_ranking", backbone="resnet18", image_size="32",
                          embedding_dim="16", margin="0.3", epochs="2", lr="0.001", batch_size="8",
@@ -130,3 +133,31 @@ def test_a_running_job_of_a_vanished_worker_is_failed_not_left_running(criterion
     assert job.status == "failed" and "w1@gone" in job.error
     assert ModelVersion.objects.get(pk=version.pk).status == ModelVersion.Status.FAILED
     assert Job.objects.get(pk=alive.training_job_id).status == "running"
+
+
+def test_the_automatic_loop_retrains_after_enough_new_judgments(client, admin, criterion, autoencoder,
+                                                                stripes_library, django_capture_on_commit_callbacks):
+    from labeling.services.judgments import judgment_record
+    from labeling.services.triplets import triplet_get_or_create
+    from ranking.services.training import training_start_if_due
+
+    _action(client, criterion, action="set_auto_retrain", auto_retrain_after="3")
+    criterion.refresh_from_db()
+    assert criterion.auto_retrain_after == 3
+    v, h = stripes_library["v"], stripes_library["h"]
+    for i in range(2):
+        judgment_record(triplet=triplet_get_or_create(criterion=criterion, query_id=v[i], candidate_ids=(v[i + 5], h[i])),
+                        answer="a" if v[i + 5] < h[i] else "b", source="simulated")
+    assert training_start_if_due(criterion_id=criterion.pk) is None  # 2 of 3
+    from django.core.cache import cache
+
+    cache.clear()  # the once-a-minute throttle
+    with django_capture_on_commit_callbacks() as callbacks:
+        judgment_record(triplet=triplet_get_or_create(criterion=criterion, query_id=v[3], candidate_ids=(v[7], h[3])),
+                        answer="a" if v[7] < h[3] else "b", source="simulated")
+    assert len(callbacks) == 1  # the check is queued, after the judgment commits
+    version = training_start_if_due(criterion_id=criterion.pk)
+    assert version is not None and version.kind == "ranking"
+    job = Job.objects.get(pk=version.training_job_id)
+    assert job.params["automatic"] is True and "Started automatically: 3 new judgments" in job.log
+    assert training_start_if_due(criterion_id=criterion.pk) is None  # one at a time
