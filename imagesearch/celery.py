@@ -36,14 +36,21 @@ _worker_gpu = {"name": ""}
 
 @worker_ready.connect
 def _probe_gpu(**_kwargs) -> None:
-    """Once per worker, at start: is there a CUDA device (torch is imported here, not per request)?"""
-    try:
-        import torch
+    """Once per worker, at start: its CUDA device, asked of nvidia-smi in a child process. (Asking torch
+    here would start CUDA in the parent, and the pool's forked children could then not use it.)"""
+    import shutil
+    import subprocess
 
-        if torch.cuda.is_available():
-            _worker_gpu["name"] = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - no torch or no driver: no GPU
-        _worker_gpu["name"] = ""
+    from django.conf import settings
+
+    if settings.RANKING_DEVICE == "cpu" or shutil.which("nvidia-smi") is None:
+        return
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    _worker_gpu["name"] = ", ".join(line.strip() for line in out.splitlines() if line.strip())
 
 
 @inspect_command()

@@ -241,7 +241,11 @@ def dashboard_versions(*, criterion: SimilarityCriterion) -> list[VersionRow]:
     return rows
 
 
-def previous_active_version(*, criterion: SimilarityCriterion) -> ModelVersion | None:
-    """What a roll back would activate: the latest version that served before, still ready."""
-    return (ModelVersion.objects.filter(criterion=criterion, status=ModelVersion.Status.READY,
-                                        activated_at__isnull=False).order_by("-activated_at").first())
+def previous_active_version(*, criterion_id: int) -> ModelVersion | None:
+    """What a roll back activates: the latest version activated before the active one, still ready."""
+    active = ModelVersion.objects.filter(criterion_id=criterion_id, status=ModelVersion.Status.ACTIVE).first()
+    earlier = ModelVersion.objects.filter(criterion_id=criterion_id, status=ModelVersion.Status.READY,
+                                          activated_at__isnull=False)
+    if active is not None and active.activated_at is not None:
+        earlier = earlier.filter(activated_at__lt=active.activated_at)
+    return earlier.order_by("-activated_at").first()

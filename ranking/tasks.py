@@ -88,8 +88,8 @@ RETRAIN_CHECK_SECONDS = 60
 
 
 def retrain_if_due_soon(*, criterion_id: int) -> None:
-    """After new judgments: check the automatic loop once this transaction commits, at most once a minute
-    per criterion in this process."""
+    """After new judgments: check the automatic loop a minute after this transaction commits, at most once
+    a minute per criterion in this process (the check then sees every judgment of that minute)."""
     from django.core.cache import cache
     from django.db import transaction
 
@@ -102,7 +102,8 @@ def retrain_if_due_soon(*, criterion_id: int) -> None:
 
     def send() -> None:
         try:
-            retrain_if_due.delay(criterion_id)
+            # checked a minute from now, so that the judgments of the whole minute count
+            retrain_if_due.apply_async((criterion_id,), countdown=RETRAIN_CHECK_SECONDS)
         except Exception:  # noqa: BLE001 - a broker outage must not fail the request that judged
             logger.exception("could not queue the retraining check of criterion %s", criterion_id)
 

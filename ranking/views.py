@@ -64,7 +64,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "criteria": SimilarityCriterion.objects.order_by("pk"),
         "criterion": criterion,
         "rows": rows,
-        "previous": selectors.previous_active_version(criterion=criterion),
+        "previous": selectors.previous_active_version(criterion_id=criterion.pk),
         "accuracy_chart": line_chart(accuracy_points, label="Held-out triplet accuracy across versions",
                                      x_name="version"),
         "ranking_form": [(name, label, defaults.get(name), kind is str) for name, (kind, label) in RANKING_FORM.items()],

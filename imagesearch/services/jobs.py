@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,7 +31,7 @@ def job_start(*, job_id: int) -> None:
     """Mark a queued job running (a no-op for a job already running or finished); note the worker."""
     worker = current_worker()
     Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=timezone.now()
+        status=Job.Status.RUNNING, started_at=timezone.now(), updated_at=timezone.now()
     )
     if worker:
         Job.objects.filter(pk=job_id).exclude(worker=worker).update(worker=worker)
@@ -96,22 +97,42 @@ WORKER_LOST = ("The worker {worker} that ran this job stopped answering, and the
 def jobs_fail_orphaned(*, online_workers: set[str], now=None) -> list[int]:
     """Report running jobs whose worker is gone as failed, so none shows "running" forever.
 
-    ``online_workers``: the hostnames that answer a ping now (``imagesearch.workers``).
-    A job counts as orphaned when the worker that last worked on it is not among
-    them and it has not progressed for JOBS_ORPHAN_GRACE_SECONDS. With Redis, a task of
-    a dead worker is delivered again later; it then finds its job finished and
-    stops, and starting the job again finishes it.
+    ``online_workers``: the hostnames that answer now (``imagesearch.workers``).
+    A job is orphaned when the worker that last worked on it has been missing from
+    these answers for JOBS_ORPHAN_GRACE_SECONDS (one lost reply is not enough) and
+    the job made no progress for as long. With Redis, a task of a dead worker is
+    delivered again later; it then finds its job finished and stops, and starting
+    the job again finishes it.
     """
     now = now or timezone.now()
     grace = settings.JOBS_ORPHAN_GRACE_SECONDS
-    stale = Job.objects.filter(status=Job.Status.RUNNING, updated_at__lt=now - timedelta(seconds=grace))
+    cutoff = now - timedelta(seconds=grace)
     failed = []
-    for job in stale.exclude(worker="").exclude(worker__in=online_workers).only("pk", "worker"):
+    running = Job.objects.filter(status=Job.Status.RUNNING).exclude(worker="")
+    for job in running.exclude(worker__in=online_workers).only("pk", "worker", "updated_at"):
+        missing_since = _worker_missing_since(job.worker, now)
+        if job.updated_at >= cutoff or missing_since >= cutoff:
+            continue
         error = WORKER_LOST.format(worker=job.worker, seconds=grace)
-        job_finish(job_id=job.pk, status=Job.Status.FAILED, error=error)
-        _after_job_ended(job.pk, error)
-        failed.append(job.pk)
+        # only if nothing moved since we looked (another worker may have picked it up)
+        if Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, worker=job.worker,
+                              updated_at=job.updated_at).update(status=Job.Status.FAILED, error=error,
+                                                                finished_at=now):
+            _after_job_ended(job.pk, error)
+            failed.append(job.pk)
+    for worker in online_workers:
+        cache.delete(_MISSING_KEY.format(worker=worker))
     return failed
+
+
+_MISSING_KEY = "jobs-worker-missing-{worker}"
+
+
+def _worker_missing_since(worker: str, now):
+    """When this worker was first seen missing (now, if this is the first time)."""
+    key = _MISSING_KEY.format(worker=worker)
+    cache.add(key, now, timeout=24 * 3600)
+    return cache.get(key, now)
 
 
 def _after_job_ended(job_id: int, reason: str) -> None:

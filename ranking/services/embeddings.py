@@ -91,8 +91,8 @@ def embeddings_refresh_run_inline(*, job_id: int) -> None:
 
 def embedding_chunk_process(*, chunk_id: int) -> None:
     """Embed one chunk. Safe to call again (it then does nothing, or redoes the same upserts)."""
-    chunk = EmbeddingChunk.objects.select_related("version", "job").get(pk=chunk_id)
-    if chunk.job.is_finished:
+    chunk = EmbeddingChunk.objects.select_related("version", "job").filter(pk=chunk_id).first()
+    if chunk is None or chunk.job.is_finished:  # its job was cancelled or superseded
         return
     if chunk.status == EmbeddingChunk.Status.DONE:
         # Redelivered after its worker died between marking the last chunk done and
@@ -105,11 +105,16 @@ def embedding_chunk_process(*, chunk_id: int) -> None:
         images_without_embedding(version=chunk.version).filter(pk__gte=chunk.first_image_id, pk__lte=chunk.last_image_id)
     )
     embedded = embed_and_store(version=chunk.version, image_ids=images)
+    version_id, stored = chunk.version_id, images
     with transaction.atomic():
-        chunk = EmbeddingChunk.objects.select_for_update().get(pk=chunk_id)
+        chunk = EmbeddingChunk.objects.select_for_update().filter(pk=chunk_id).first()
+        if chunk is None:  # deleted with its cancelled job while this one embedded: what it stored stays,
+            if ModelVersion.objects.filter(pk=version_id, status=ModelVersion.Status.RETIRED).exists():
+                Embedding.objects.filter(version_id=version_id, image_id__in=stored).delete()  # unless retired
+            return
         # Locking the job row serialises the chunks' last steps: exactly one sees none pending.
-        Job.objects.select_for_update().get(pk=chunk.job_id)
-        if chunk.status == EmbeddingChunk.Status.DONE:
+        job = Job.objects.select_for_update().get(pk=chunk.job_id)
+        if chunk.status == EmbeddingChunk.Status.DONE or job.is_finished:
             return
         chunk.status = EmbeddingChunk.Status.DONE
         chunk.embedded = embedded
@@ -165,7 +170,10 @@ def embeddings_finalize(*, version_id: int, job_id: int) -> None:
 
     version = ModelVersion.objects.get(pk=version_id)
     if version.status == ModelVersion.Status.RETIRED:
+        from ranking.services.versions import version_embeddings_drop
+
         job_finish(job_id=job_id, status=Job.Status.CANCELLED, message=f"Version {version.pk} was retired.")
+        version_embeddings_drop(version_id=version.pk)  # what its last chunks stored meanwhile
         return
     index_build(version=version)
     missing = images_without_embedding(version=version).count()

@@ -16,6 +16,7 @@ import zlib
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from imagesearch.models import Image, Job
@@ -171,11 +172,17 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
     params = {k: version.hyperparameters[k] for k in MODEL_PARAMS[version.kind] if k in version.hyperparameters}
     sha = save_model(model, settings.RANKING_MODELS_DIR / name, kind=version.kind, params=params)
     with transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk).update(
+        # Only a version still training moves on: one cancelled, failed (its worker was taken for
+        # dead) or retired meanwhile stays so, and is not embedded.
+        moved = ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.TRAINING).update(
             weights_file=name, weights_sha256=sha, embedding_dim=model.embedding_dim, metrics=metrics,
             trained_at=timezone.now(), status=ModelVersion.Status.EMBEDDING,
         )
-        job_finish(job_id=job_id, message=_training_summary(version, metrics), result=metrics)
+        if moved:
+            job_finish(job_id=job_id, message=_training_summary(version, metrics), result=metrics)
+    if not moved:
+        logger.info("version %s ended while training: its weights are not used", version.pk)
+        return ModelVersion.objects.get(pk=version.pk)
     _checkpoint_path(version).unlink(missing_ok=True)
     _checkpoint_path(version, "pretrain").unlink(missing_ok=True)
     if embed != "no":
@@ -225,8 +232,8 @@ def _progress(version: ModelVersion, phase: str, total_epochs: int):
     def on_epoch(epoch: int, metrics: dict) -> None:
         history.append(metrics)
         job = Job.objects.only("status").get(pk=version.training_job_id)
-        if job.status == Job.Status.CANCELLED:
-            raise TrainingCancelled()
+        if job.is_finished or not ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.TRAINING).exists():
+            raise TrainingCancelled()  # cancelled, taken for dead, or retired: stop using the machine
         # progress counts the epochs of the phase under way (pretraining, then training)
         Job.objects.filter(pk=job.pk).update(
             progress_done=epoch + 1, progress_total=total_epochs, message=f"{phase}: epoch {epoch + 1} of {total_epochs}, "
@@ -390,7 +397,11 @@ def training_start_if_due(*, criterion_id: int) -> ModelVersion | None:
         criterion = SimilarityCriterion.objects.select_for_update().filter(pk=criterion_id).first()
         if criterion is None or not criterion.auto_retrain_after:
             return None
-        if criterion.versions.filter(status__in=[ModelVersion.Status.TRAINING, ModelVersion.Status.EMBEDDING]).exists():
+        unfinished = [s for s in Job.Status.values if s not in Job.FINISHED]
+        busy = criterion.versions.filter(
+            Q(status=ModelVersion.Status.TRAINING, training_job__status__in=unfinished)
+            | Q(status=ModelVersion.Status.EMBEDDING, embedding_job__status__in=unfinished))
+        if busy.exists():
             return None
         last = criterion.versions.filter(kind=ModelVersion.Kind.RANKING).order_by("-pk").first()
         new = TripletJudgment.objects.filter(triplet__criterion=criterion)

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ranking.models import Embedding, ModelVersion
-from ranking.selectors import images_without_embedding
+from ranking.selectors import images_without_embedding, previous_active_version
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +97,16 @@ def _decision(version: ModelVersion, text: str) -> None:
 
 
 def version_rollback(*, criterion_id: int) -> ModelVersion:
-    """Activate again the version that served before the active one (the latest activated, still ready)."""
-    previous = (ModelVersion.objects.filter(criterion_id=criterion_id, status=ModelVersion.Status.READY,
-                                            activated_at__isnull=False)
-                .order_by("-activated_at").first())
+    """Activate again the version that served before the active one: the latest activated before it
+    that is still ready (so rolling back twice goes two versions back)."""
+    previous = previous_active_version(criterion_id=criterion_id)
     if previous is None:
         raise ActivationRefused("No earlier version to roll back to: none that served before is still ready.")
-    return version_activate(version_id=previous.pk)
+    left = ModelVersion.objects.filter(criterion_id=criterion_id, status=ModelVersion.Status.ACTIVE).first()
+    restored = version_activate(version_id=previous.pk)
+    if left is not None:  # out of the roll-back history: the next roll back goes further back, not forward
+        ModelVersion.objects.filter(pk=left.pk).update(activated_at=None)
+    return restored
 
 
 def version_retire(*, version_id: int, delete_weights: bool = False, dispatch: bool = False) -> ModelVersion:
@@ -116,8 +119,14 @@ def version_retire(*, version_id: int, delete_weights: bool = False, dispatch: b
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
         if version.status == ModelVersion.Status.ACTIVE:
             raise ActivationRefused(f"Version {version.pk} is active; activate another version before retiring it.")
+        if version.status == ModelVersion.Status.TRAINING:
+            raise ActivationRefused(f"Version {version.pk} is training; cancel its job instead.")
         version.status = ModelVersion.Status.RETIRED
         version.save(update_fields=["status"])
+        if version.embedding_job_id:  # a refresh under way stops embedding for nothing
+            from imagesearch.services.jobs import job_cancel
+
+            job_cancel(job_id=version.embedding_job_id, message=f"Version {version.pk} was retired.")
         if dispatch:
             from ranking.tasks import retire_version
 

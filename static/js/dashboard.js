@@ -7,6 +7,9 @@
   const csrf = document.querySelector("input[name=csrfmiddlewaretoken]")?.value;
   const finished = new Set(["succeeded", "failed", "cancelled"]);
   const lastStatus = new Map();
+  // jobs already on the page when it was rendered: a change from these counts too
+  table?.querySelectorAll("tr[data-job]").forEach((row) => lastStatus.set(Number(row.dataset.job), row.dataset.status));
+  let refreshWanted = false;
 
   function duration(seconds) {
     if (seconds === null || seconds === undefined) return "—";
@@ -64,11 +67,16 @@
 
   async function cancel(id, button) {
     button.disabled = true;
-    const response = await fetch(`${table.dataset.cancelUrl}${id}/cancel/`, {
-      method: "POST", headers: { "X-CSRFToken": csrf },
-    });
-    if (response.ok) show(await response.json());
-    else button.disabled = false;
+    try {
+      const response = await fetch(`${table.dataset.cancelUrl}${id}/cancel/`, {
+        method: "POST", headers: { "X-CSRFToken": csrf },
+      });
+      if (!response.ok) throw new Error(`the server answered ${response.status}`);
+      show(await response.json());
+    } catch (error) {
+      button.disabled = false;
+      button.title = `Not cancelled: ${error.message}`;
+    }
   }
 
   async function refreshVersions() {
@@ -77,7 +85,10 @@
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = page.getElementById("versions-section");
     const current = document.getElementById("versions-section");
-    if (fresh && current && !current.contains(document.activeElement)) current.replaceWith(fresh);
+    if (!fresh || !current) return;
+    if (current.contains(document.activeElement)) { refreshWanted = true; return; } // not under the user's hands
+    current.replaceWith(fresh);
+    refreshWanted = false;
   }
 
   async function pollJobs() {
@@ -87,11 +98,11 @@
         let ended = false;
         for (const job of (await response.json()).reverse()) {
           const before = lastStatus.get(job.id);
-          if (before && !finished.has(before) && finished.has(job.status)) ended = true;
+          if (finished.has(job.status) && before !== job.status) ended = true; // ended since we last looked
           lastStatus.set(job.id, job.status);
           show(job);
         }
-        if (ended) await refreshVersions();
+        if (ended || refreshWanted) await refreshVersions();
       }
     } finally {
       setTimeout(pollJobs, document.hidden ? 10000 : 2000);
@@ -101,7 +112,11 @@
   async function pollWorkers() {
     try {
       const response = await fetch(workers.dataset.url, { headers: { Accept: "application/json" } });
-      if (response.status === 503) {
+      if (response.status === 403) {
+        workers.replaceChildren(Object.assign(document.createElement("li"), {
+          className: "error", textContent: "Signed out, or no longer an admin: reload the page.",
+        }));
+      } else if (response.status === 503) {
         workers.replaceChildren(Object.assign(document.createElement("li"), {
           className: "error", textContent: "The broker cannot be reached: jobs cannot start.",
         }));

@@ -45,7 +45,8 @@ def test_dashboard_shows_versions_charts_jobs_and_data(client, admin, autoencode
     text = page.content.decode()
     assert page.status_code == 200
     assert f'id="version-{autoencoder.pk}"' in text and "active-version" in text
-    assert "16 / 16" in text  # embedding coverage
+    row = text.split(f'id="version-{autoencoder.pk}"')[1].split("</tr>")[0]
+    assert "16 / 16" in row  # embedding coverage
     assert text.count('<svg class="chart"') >= 1  # the version's loss curve
     assert f"#{autoencoder.training_job_id}" in text
 
@@ -128,7 +129,9 @@ def test_a_running_job_of_a_vanished_worker_is_failed_not_left_running(criterion
     Job.objects.filter(pk=version.training_job_id).update(status="running", worker="w1@gone")
     Job.objects.filter(pk=alive.training_job_id).update(status="running", worker="w2@here")
     Job.objects.filter(pk__in=[version.training_job_id, alive.training_job_id]).update(updated_at=long_ago)
-    assert jobs_fail_orphaned(online_workers={"w2@here"}) == [version.training_job_id]
+    assert jobs_fail_orphaned(online_workers={"w2@here"}) == []  # one missing answer is not enough
+    later = timezone.now() + timedelta(seconds=settings.JOBS_ORPHAN_GRACE_SECONDS + 1)
+    assert jobs_fail_orphaned(online_workers={"w2@here"}, now=later) == [version.training_job_id]
     job = Job.objects.get(pk=version.training_job_id)
     assert job.status == "failed" and "w1@gone" in job.error
     assert ModelVersion.objects.get(pk=version.pk).status == ModelVersion.Status.FAILED
@@ -161,3 +164,36 @@ def test_the_automatic_loop_retrains_after_enough_new_judgments(client, admin, c
     job = Job.objects.get(pk=version.training_job_id)
     assert job.params["automatic"] is True and "Started automatically: 3 new judgments" in job.log
     assert training_start_if_due(criterion_id=criterion.pk) is None  # one at a time
+
+
+def test_a_training_cancelled_while_it_ran_is_not_embedded_when_it_ends(criterion, stripes_library, monkeypatch):
+    from imagesearch.services.jobs import job_cancel
+    from ranking.services import training
+
+    version = training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
+                             dispatch=False)
+    real = training._train_autoencoder
+
+    def cancelled_at_the_end(v):
+        result = real(v)
+        job_cancel(job_id=v.training_job_id)  # the admin's click lands during the last epoch
+        return result
+
+    monkeypatch.setattr(training, "_train_autoencoder", cancelled_at_the_end)
+    ended = version_train(version_id=version.pk, embed="inline")
+    assert ended.status == ModelVersion.Status.FAILED and ended.embedding_job_id is None
+    assert not ended.embeddings.exists()
+    assert Job.objects.get(pk=version.training_job_id).status == "cancelled"
+
+
+def test_rolling_back_twice_goes_two_versions_back(client, admin, criterion, autoencoder):
+    from ranking.services.versions import version_activate, version_rollback
+
+    versions = [autoencoder]
+    for seed in (5, 6):
+        versions.append(version_train(version_id=training_start(
+            criterion=criterion, kind="autoencoder", hyperparameters={**TINY_AUTOENCODER, "seed": seed},
+            dispatch=False).pk, embed="inline"))
+        version_activate(version_id=versions[-1].pk)
+    assert version_rollback(criterion_id=criterion.pk).pk == versions[1].pk
+    assert version_rollback(criterion_id=criterion.pk).pk == versions[0].pk
