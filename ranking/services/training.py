@@ -333,12 +333,30 @@ def _train_ranking(version: ModelVersion):
     result = fit_ranking(model, images, as_index(train), cfg, as_index(val),
                          on_epoch=_progress(version, "train", hp["epochs"]))
     metrics.update({
+        "val_p_at_10": _judged_p_at_10(model, images, as_index(val)),
         "train_history": result.history, "train_triplets": len(train), "val_triplets": len(val),
         "val_accuracy": result.best_accuracy, "best_epoch": result.best_epoch,
         "resumed_from_epoch": result.resumed_from_epoch,
         "baseline_val_accuracy": baseline_accuracies(criterion=version.criterion, triplets=val),
     })
     return model, metrics
+
+
+def _judged_p_at_10(model, images, val) -> float | None:
+    """P@10 on the held-out queries' judged images (``ranking.training.judged_precision_at_k``)."""
+    import math
+
+    import torch
+
+    from ranking.training import embed_images, judged_precision_at_k, resolve_device
+
+    if len(val) == 0:
+        return None
+    used = sorted({int(i) for i in val.flatten().tolist()})
+    vectors = torch.zeros(len(images), model.embedding_dim)
+    vectors[used] = embed_images(model, images[torch.tensor(used)], resolve_device(settings.RANKING_DEVICE))
+    value = judged_precision_at_k(vectors, val)
+    return None if math.isnan(value) else round(value, 4)
 
 
 def split_by_query(triplets: list[tuple[int, int, int]], val_fraction: float, seed: int):

@@ -175,6 +175,7 @@ def test_ranking_version_trains_from_judgments_and_records_its_metrics(autoencod
     metrics = version.metrics
     assert metrics["train_triplets"] + metrics["val_triplets"] == 24 and metrics["val_triplets"] > 0
     assert 0 <= metrics["val_accuracy"] <= 1 and "autoencoder" in metrics["baseline_val_accuracy"]
+    assert 0 <= metrics["val_p_at_10"] <= 1  # every held-out query has a judged more- and less-similar image
     assert len(metrics["pretrain_history"]) == 1 and len(metrics["train_history"]) == 3
     assert "self-supervised" in metrics["weights_init"]
     assert Embedding.objects.filter(version=version).count() == 16

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -124,3 +126,17 @@ def test_saved_models_reload_with_weights_only_and_embed_identically(tmp_path):
     reloaded, kind, saved_params = load_model(tmp_path / "v1.pt")
     assert kind == "ranking" and saved_params == params
     assert torch.allclose(embed_images(model, images, precision="fp32"), embed_images(reloaded, images, precision="fp32"))
+
+
+def test_judged_precision_at_k_on_condensed_lists():
+    from ranking.training import judged_precision_at_k
+
+    # query 0 at (1, 0); image 1 near it, 2 farther, 3 opposite
+    vectors = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [-1.0, 0.0]])
+    right = torch.tensor([[0, 1, 3], [0, 2, 3]])  # 1 and 2 judged relevant, 3 not: ranked 1, 2, 3
+    assert judged_precision_at_k(vectors, right, k=2) == 1.0
+    assert judged_precision_at_k(vectors, right, k=10) == pytest.approx(2 / 3)
+    wrong = torch.tensor([[0, 3, 1]])  # the far one judged more similar: the model ranks it last
+    assert judged_precision_at_k(vectors, wrong, k=1) == 0.0
+    # a candidate judged both ways counts as relevant only: with no other candidate the query is left out
+    assert math.isnan(judged_precision_at_k(vectors, torch.tensor([[0, 1, 3], [0, 3, 1]]), k=1))
