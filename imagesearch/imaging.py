@@ -81,9 +81,14 @@ class DecodedImage:
 
 
 def decode_image(
-    data: bytes, *, max_pixels: int, max_pages: int = 1000, thumbnail_size: int = 256
+    data: bytes, *, max_pixels: int, max_pages: int = 1000, thumbnail_size: int = 256, thumbnails: bool = True
 ) -> DecodedImage:
-    """Validate ``data`` and make its thumbnail(s). Raises ImageRejected with a reason."""
+    """Validate ``data`` and make its thumbnail(s). Raises ImageRejected with a reason.
+
+    With ``thumbnails=False`` every page is still decoded (that is the check), but no
+    thumbnail is encoded (``DecodedPage.thumbnail`` is empty): for a search query
+    whose thumbnail may never be shown.
+    """
     if not data:
         raise ImageRejected(EMPTY_FILE)
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
@@ -112,7 +117,7 @@ def decode_image(
         for index in range(pages):
             if index:
                 im.seek(index)
-            page = _decode_frame(im, max_pixels=max_pixels, thumbnail_size=thumbnail_size)
+            page = _decode_frame(im, max_pixels=max_pixels, thumbnail_size=thumbnail_size, thumbnail=thumbnails)
             if pages > 1:
                 page.page_number = index + 1
             decoded.pages.append(page)
@@ -127,7 +132,7 @@ def decode_image(
     return decoded
 
 
-def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int) -> DecodedPage:
+def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int, thumbnail: bool = True) -> DecodedPage:
     width, height = im.size
     if width * height > max_pixels:
         raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
@@ -136,6 +141,10 @@ def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int) -> D
         # Decode at a reduced DCT scale: 4–8× faster, and the thumbnail is all we need.
         im.draft("RGB", (thumbnail_size, thumbnail_size))
     im.load()
+    if not thumbnail:
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        return DecodedPage(width=width, height=height, thumbnail=b"")
     frame = to_rgb(im)
     frame.thumbnail((thumbnail_size, thumbnail_size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation)

@@ -27,6 +27,7 @@ from imagesearch.services.search import (
     SearchQuery,
     search_query_add_to_library,
     search_query_from_token,
+    search_query_thumbnail_path,
     search_query_upload,
 )
 from labeling.selectors import search_feedback_marks
@@ -172,7 +173,7 @@ def search_query_thumbnail(request: HttpRequest, token: str) -> FileResponse:
         query = search_query_from_token(token)
         if query.image_id is not None:  # it has joined the library since
             return redirect("media-file", Image.objects.get(pk=query.image_id).thumbnail.name)
-        response = FileResponse(open(query.thumbnail_path, "rb"), content_type="image/webp")
+        response = FileResponse(open(search_query_thumbnail_path(query=query), "rb"), content_type="image/webp")
     except (QueryNotFound, FileNotFoundError):
         raise Http404("No such query image.") from None
     response["Cache-Control"] = "private, max-age=3600"

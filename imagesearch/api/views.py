@@ -164,7 +164,7 @@ class SearchApi(APIView):
             upload = data["image"]
             if upload.size > settings.SEARCH_QUERY_MAX_BYTES:  # refused before reading it into memory
                 raise ImageRejected(QUERY_TOO_LARGE.format(size=upload.size, limit=settings.SEARCH_QUERY_MAX_BYTES))
-            return search_query_upload(data=upload.read(), name=upload.name)
+            return search_query_upload(data=upload.read(), name=upload.name, thumbnail=False)
         if data.get("image_id") is not None:
             get_object_or_404(Image, pk=data["image_id"])
             return SearchQuery(image_id=data["image_id"])

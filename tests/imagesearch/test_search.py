@@ -280,3 +280,11 @@ def _file(data: bytes, name: str):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, data)
+
+
+def test_an_api_upload_gets_its_thumbnail_when_first_shown(client, analyst, autoencoder, settings):
+    token = client.post("/api/search/", {"image": _file(images.jpeg(seed=77), "q.jpg")}).json()["query"]["token"]
+    assert not (settings.SEARCH_QUERY_DIR / f"{token}.webp").exists()  # not made for the API
+    answer = client.get(f"/search/queries/{token}.webp")
+    assert answer.status_code == 200 and b"".join(answer.streaming_content)[:4] == b"RIFF"
+    assert (settings.SEARCH_QUERY_DIR / f"{token}.webp").exists()
