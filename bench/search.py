@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--intrinsic", type=int, default=12, help="directions of variation within a cluster")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ef", default="40,64,100,160,250,400", help="hnsw.ef_search values for pgvector")
-    parser.add_argument("--faiss-ef", default="16,24,32,48,64,96,128,192,256,384,512")
+    parser.add_argument("--faiss-ef", default="16,24,32,48,64,96,128,192,256,384,512", help="empty: no FAISS")
     parser.add_argument("--m", type=int, help="HNSW m (default: RANKING_HNSW_M)")
     parser.add_argument("--ef-construction", type=int, help="default: RANKING_HNSW_EF_CONSTRUCTION")
     parser.add_argument("--http-requests", type=int, default=40, help="0 skips the HTTP part")
@@ -248,6 +248,7 @@ def measure_http(work: Path, count: int) -> dict:
     from rest_framework.authtoken.models import Token
 
     from bench.ingest import generate_photos
+    from bench.labeling_page import _free_port, _wait_for_http
     from imagesearch.services.accounts import user_create
 
     user, _ = user_create(username=f"bench-analyst-{uuid.uuid4().hex[:6]}", password="x" * 16, roles=["analyst"])
@@ -300,27 +301,6 @@ def _multipart(fields: dict, file_field: str, filename: str, data: bytes) -> tup
     out.write(data)
     out.write(f"\r\n--{boundary}--\r\n".encode())
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_http(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the server exited; see serve.log")
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("the server did not answer in time")
 
 
 # ------------------------------------------------------------------------------- main
@@ -394,7 +374,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     ef_values = [int(x) for x in args.ef.split(",")]
     pg = measure_pgvector(version, queries, exact_rows + 1, ef_values)  # image id = row + 1
     faiss_result = measure_faiss(vectors, queries, exact_rows, settings.RANKING_HNSW_M,
-                                 settings.RANKING_HNSW_EF_CONSTRUCTION, [int(x) for x in args.faiss_ef.split(",")])
+                                 settings.RANKING_HNSW_EF_CONSTRUCTION,
+                                 [int(x) for x in args.faiss_ef.split(",")]) if args.faiss_ef else None
     numpy_result = measure_numpy(vectors, queries)
     log(f"numpy exact, one query at a time: {numpy_result}")
     http = None
@@ -410,7 +391,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "index_mib": round(index_bytes / 2**20, 1), "table_mib": round(table_bytes / 2**20, 1),
         "exact_batch_s": round(exact_s, 2),
         "pgvector": pg, "faiss_hnsw": faiss_result, "numpy_exact": numpy_result,
-        "pgvector_vs_faiss_at_equal_recall": at_equal_recall(pg, faiss_result["points"]),
+        "pgvector_vs_faiss_at_equal_recall": at_equal_recall(pg, faiss_result["points"]) if faiss_result else None,
         "http": http,
     }
 

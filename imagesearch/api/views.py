@@ -205,11 +205,15 @@ class SearchFeedbackApi(APIView):
         return Response(SearchFeedbackOutputSerializer(outcome).data)
 
 
-class JobListApi(APIView):
-    """Background jobs, newest first: progress, rate, ETA, elapsed time, log tail, error (admins)."""
+class ModelAdminApi(APIView):
+    """For admins who run the models (``ranking.manage_models``): jobs and workers."""
 
     permission_classes = [IsAuthenticated, HasModelPermission]
     required_permission = "ranking.manage_models"
+
+
+class JobListApi(ModelAdminApi):
+    """Background jobs, newest first: progress, rate, ETA, elapsed time, log tail, error (admins)."""
 
     @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("kind", str)],
                    responses=JobOutputSerializer(many=True))
@@ -220,11 +224,8 @@ class JobListApi(APIView):
         return Response(JobOutputSerializer(jobs, many=True).data)
 
 
-class JobCancelApi(APIView):
+class JobCancelApi(ModelAdminApi):
     """Cancel a job: its tasks stop at their next check; finished parts are kept (admins)."""
-
-    permission_classes = [IsAuthenticated, HasModelPermission]
-    required_permission = "ranking.manage_models"
 
     @extend_schema(request=None, responses=JobOutputSerializer)
     def post(self, request, job_id: int):
@@ -234,11 +235,8 @@ class JobCancelApi(APIView):
         return Response(JobOutputSerializer(job).data)
 
 
-class WorkerListApi(APIView):
+class WorkerListApi(ModelAdminApi):
     """The Celery workers online, their queues and GPUs; running jobs of workers gone are reported failed."""
-
-    permission_classes = [IsAuthenticated, HasModelPermission]
-    required_permission = "ranking.manage_models"
 
     @extend_schema(responses={200: WorkerOutputSerializer(many=True), 503: None})
     def get(self, request):

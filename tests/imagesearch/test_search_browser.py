@@ -7,7 +7,7 @@ import pytest
 from imagesearch.models import Image
 from labeling.models import TripletJudgment
 from tests import images
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, browser_login
 from tests.factories import UserFactory
 
 pytestmark = [
@@ -29,10 +29,7 @@ def test_an_analyst_uploads_a_query_follows_a_result_to_its_document_and_gives_f
     query_file.write_bytes(images.stripes(True, seed=31337))
 
     page = browser_page
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "ana")
-    page.fill("input[name=password]", "pw")
-    page.press("input[name=password]", "Enter")
+    browser_login(page, live_server.url, "ana")
     page.wait_for_url(f"{live_server.url}/images/")
     page.click("nav >> text=Search")
 

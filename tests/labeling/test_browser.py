@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from labeling.models import TripletJudgment
-from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM, browser_login, wait_for
 from tests.factories import UserFactory
 
 pytestmark = [
@@ -16,23 +14,12 @@ pytestmark = [
 ]
 
 
-def _wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
-
-
 def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_server, transactional_db, criterion,
                                                             stripes_library, settings):
     settings.LABELING_GOLD_RATE = 0
     labeler = UserFactory(username="lena", roles=["labeler"])
     page = browser_page
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "lena")
-    page.fill("input[name=password]", "pw")
-    page.press("input[name=password]", "Enter")
+    browser_login(page, live_server.url, "lena")
     page.wait_for_url(f"{live_server.url}/label/")
 
     triplet = page.locator("#triplet")
@@ -62,7 +49,7 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     def stored():
         return dict(TripletJudgment.objects.filter(user=labeler).values_list("triplet_id", "answer"))
 
-    _wait_for(lambda: stored() == answered)
+    wait_for(lambda: stored() == answered)
     judgments = TripletJudgment.objects.filter(user=labeler)
     assert all(j.source == "labeling" and j.seconds is not None and j.seconds >= 0 for j in judgments)
     assert skipped not in stored()
@@ -75,4 +62,4 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     tapped = shown()
     page.locator("#choose-b").click()
     answered[tapped] = "b"
-    _wait_for(lambda: stored() == answered)
+    wait_for(lambda: stored() == answered)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from imagesearch.models import Job
@@ -12,20 +10,10 @@ from ranking.models import Embedding, EmbeddingChunk, ModelVersion
 from ranking.services.criteria import criterion_default
 from ranking.services.training import training_start
 from tests import images
-from tests.conftest import TINY_AUTOENCODER
+from tests.conftest import TINY_AUTOENCODER, wait_for
 from tests.factories import CollectionFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def _wait_for(condition, timeout: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_training_and_embedding_run_on_the_workers(celery_worker_process, settings):
@@ -37,7 +25,7 @@ def test_training_and_embedding_run_on_the_workers(celery_worker_process, settin
                            collection=collection, label="v" if i % 2 == 0 else "h")
 
     version = training_start(criterion=criterion_default(), kind="autoencoder", hyperparameters=TINY_AUTOENCODER)
-    version = _wait_for(
+    version = wait_for(
         lambda: ModelVersion.objects.filter(pk=version.pk, status__in=["active", "failed"]).first(),
         what="the autoencoder to be trained, embedded and activated",
     )
@@ -50,5 +38,5 @@ def test_training_and_embedding_run_on_the_workers(celery_worker_process, settin
 
     # An image imported now is embedded by the worker with the active version, unasked.
     outcome = image_ingest_bytes(data=images.stripes(True, seed=999), original_name="late.png", collection=collection)
-    _wait_for(lambda: Embedding.objects.filter(version=version, image_id=outcome.image_ids[0]).exists(),
+    wait_for(lambda: Embedding.objects.filter(version=version, image_id=outcome.image_ids[0]).exists(),
               what="the new image's embedding")

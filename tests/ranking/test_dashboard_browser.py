@@ -9,7 +9,7 @@ from ranking.models import ModelVersion
 from ranking.services.criteria import criterion_default
 from ranking.services.training import training_start, version_train
 from tests import images
-from tests.conftest import CHROMIUM, TINY_AUTOENCODER
+from tests.conftest import CHROMIUM, TINY_AUTOENCODER, browser_login
 from tests.factories import CollectionFactory, UserFactory
 
 pytestmark = [
@@ -41,10 +41,7 @@ def test_an_admin_trains_refreshes_and_activates_a_version_and_search_changes(
     UserFactory(username="root", roles=["admin"])
 
     page = browser_page
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", "pw")
-    page.press("input[name=password]", "Enter")
+    browser_login(page, live_server.url, "root")
     page.goto(f"{live_server.url}/search/?image={ids[0]}")
     before = _results(page)
 

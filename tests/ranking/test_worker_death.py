@@ -13,20 +13,10 @@ import pytest
 from imagesearch.models import Job
 from ranking.models import ModelVersion
 from ranking.services.training import training_start
-from tests.conftest import TINY_AUTOENCODER, _url_with_database
+from tests.conftest import TINY_AUTOENCODER, _url_with_database, wait_for
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def _wait_for(condition, timeout: float = 90, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_job_whose_worker_is_killed_is_reported_failed(client, settings, stripes_library, criterion, tmp_path):
@@ -47,12 +37,12 @@ def test_a_job_whose_worker_is_killed_is_reported_failed(client, settings, strip
              "--queues", queue, "--hostname", hostname],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: app.control.ping(destination=[hostname], timeout=0.5), what="the worker to start")
+        wait_for(lambda: app.control.ping(destination=[hostname], timeout=0.5), what="the worker to start")
         # long enough to be killed in the middle: many quick epochs
         version = training_start(criterion=criterion, kind="autoencoder", dispatch=False,
                                  hyperparameters={**TINY_AUTOENCODER, "epochs": 500})
         train_autoencoder.apply_async((version.pk,), queue=queue)
-        job = _wait_for(lambda: Job.objects.filter(pk=version.training_job_id, status="running",
+        job = wait_for(lambda: Job.objects.filter(pk=version.training_job_id, status="running",
                                                    progress_done__gte=1).first(), what="training to start")
         assert job.worker == hostname
     finally:
