@@ -83,7 +83,9 @@ def version_auto_activate(*, version_id: int) -> bool:
     except ActivationRefused as exc:
         _decision(version, f"Not activated: {exc}")
         return False
-    _decision(version, f"Activated automatically (held-out accuracy {(version.metrics or {}).get('val_accuracy')}).")
+    accuracy = (version.metrics or {}).get("val_accuracy")
+    _decision(version, "Activated automatically" + (f" (held-out accuracy {accuracy:.3f})." if accuracy is not None
+                                                     else ": the criterion had no active version."))
     return True
 
 

@@ -43,7 +43,7 @@
     cell(row, "status").textContent = job.status;
     const bar = row.querySelector("progress");
     bar.max = job.progress_total || 1;
-    bar.value = job.progress_done;
+    bar.value = job.progress_total ? job.progress_done : (job.status === "succeeded" ? 1 : 0); // nothing to do: done
     cell(row, "count").textContent = `${job.progress_done} / ${job.progress_total}` +
       (job.percent !== null ? ` (${job.percent}%)` : "");
     cell(row, "rate").textContent = job.rate ? `${job.rate.toFixed(job.rate < 10 ? 2 : 0)}/s` : "—";
