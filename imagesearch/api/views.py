@@ -118,17 +118,21 @@ class ImageUploadApi(APIView):
         return Response(ImageUploadOutputSerializer({"results": results}).data)
 
 
-class SearchApi(APIView):
+class AnalystApi(APIView):
+    """For analysts and admins (``imagesearch.search``), as the search page; uploads or JSON."""
+
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+
+
+class SearchApi(AnalystApi):
     """The library images most similar to a query image, under a criterion's model version.
 
     The query is an uploaded image (multipart ``image``), a library image
     (``image_id``) or an earlier upload (``query_token``). An upload is checked
     from its bytes and not kept in the library unless ``add_to_library``.
     """
-
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
-    permission_classes = [IsAuthenticated, HasModelPermission]
-    required_permission = "imagesearch.search"
 
     @extend_schema(request=SearchInputSerializer, responses=SearchOutputSerializer)
     def post(self, request):
@@ -176,16 +180,12 @@ class SearchNoSlashApi(SearchApi):
     """``POST /api/search``: the same as ``/api/search/`` (listed once in the schema)."""
 
 
-class SearchFeedbackApi(APIView):
+class SearchFeedbackApi(AnalystApi):
     """Mark a search result relevant or not relevant to a (library) query image, or clear the mark.
 
     Every pair of a relevant and a not-relevant result of one query becomes a
     judged triplet of the criterion (source "search feedback") that training uses.
     """
-
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
-    permission_classes = [IsAuthenticated, HasModelPermission]
-    required_permission = "imagesearch.search"
 
     @extend_schema(request=SearchFeedbackInputSerializer, responses=SearchFeedbackOutputSerializer)
     def post(self, request):
