@@ -183,7 +183,7 @@ def triplets_generate(
     """Store candidate triplets; an existing one is reused.
 
     ``selection="random"``: one per query id by the neighbourhood policy
-    (``triplet_candidates``). ``"active"``: the ``count`` most informative of the
+    (``triplet_candidates``), at most ``count``. ``"active"``: the ``count`` most informative of the
     query ids (``triplet_candidates_active``), served first.
     """
     if selection == "active":
@@ -193,7 +193,7 @@ def triplets_generate(
                                            collection_id=collection_id)
     elif selection == "random":
         chosen = triplet_candidates(version=version, query_ids=query_ids, policy=policy, seed=seed,
-                                    exclude_ids=exclude_ids, collection_id=collection_id)
+                                    exclude_ids=exclude_ids, collection_id=collection_id)[:count]
     else:
         raise ValueError(f"unknown selection {selection!r}: 'random' or 'active'")
     scores = [origin["score"] for *_, origin in chosen if "score" in origin]
@@ -239,8 +239,8 @@ def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None
                     target: int | None = None, seed: int | None = None, user=None, wait: bool = True) -> int:
     """Top the criterion's queue (for one collection, or the whole library) up to ``target`` unanswered triplets.
 
-    Uses the active version with ``LABELING_SELECTION`` (active selection by
-    default), or random triplets while there is no model. Returns how many were
+    Uses the active version with ``LABELING_SELECTION`` (the neighbourhood policy
+    by default), or random triplets while there is no model. Returns how many were
     added. Concurrent refills of the same queue wait for each other instead of
     both adding a batch; with ``wait=False`` a refill already running means this
     one does nothing. With ``user``, only triplets that labeler may still be given count.
@@ -267,21 +267,26 @@ def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None
             version = active_version(criterion=criterion)
         except NoActiveVersion:
             version = None
-        # a few rounds: some draws repeat a stored triplet or find too few neighbours
-        for _ in range(3):
-            missing = target - waiting.count()
-            if missing <= 0:
+        # more rounds while they add something: draws can repeat a stored triplet or, in a small
+        # collection, find too few neighbours; two fruitless rounds in a row mean the queue is as
+        # full as the collection allows for now
+        fruitless = 0
+        for _ in range(10):
+            count = waiting.count()
+            if count >= target or fruitless >= 2:
                 break
+            missing = target - count
             if version is None:
                 triplets_random(criterion=criterion, collection_id=collection_id, count=missing,
                                 seed=rng.randrange(2**31))
-                continue
-            selection = settings.LABELING_SELECTION
-            # active selection picks the best of a larger sample of queries
-            queries = random_image_ids(collection_id=collection_id, rng=rng,
-                                       count=missing * (3 if selection == "active" else 1))
-            triplets_generate(criterion=criterion, version=version, query_ids=queries, selection=selection,
-                              count=missing, seed=rng.randrange(2**31), collection_id=collection_id)
+            else:
+                # three times the queries needed: active selection keeps the best, the policy the
+                # first ones that yield a triplet (some find too few neighbours in a small collection)
+                selection = settings.LABELING_SELECTION
+                queries = random_image_ids(collection_id=collection_id, rng=rng, count=missing * 3)
+                triplets_generate(criterion=criterion, version=version, query_ids=queries, selection=selection,
+                                  count=missing, seed=rng.randrange(2**31), collection_id=collection_id)
+            fruitless = fruitless + 1 if waiting.count() == count else 0
         return waiting.count() - before
 
 
