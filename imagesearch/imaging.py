@@ -145,16 +145,29 @@ def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int, thum
         if orientation in (5, 6, 7, 8):
             width, height = height, width
         return DecodedPage(width=width, height=height, thumbnail=b"")
-    frame = to_rgb(im)
-    frame.thumbnail((thumbnail_size, thumbnail_size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    if transpose is not None and orientation >= 5:
+        width, height = height, width
+    return DecodedPage(width=width, height=height, thumbnail=_thumbnail(im, thumbnail_size, transpose))
+
+
+def _thumbnail(im: Image.Image, size: int, transpose: Image.Transpose | None = None) -> bytes:
+    frame = to_rgb(im)
+    frame.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     if transpose is not None:
         frame = frame.transpose(transpose)
-        if orientation >= 5:
-            width, height = height, width
     out = io.BytesIO()
     frame.save(out, format="WEBP", quality=80, method=4)
-    return DecodedPage(width=width, height=height, thumbnail=out.getvalue())
+    return out.getvalue()
+
+
+def encode_pixels(im: Image.Image, *, max_pixels: int, thumbnail_size: int = 256) -> DecodedPage:
+    """A picture that has no file of its own (a rendered page, an image decoded from a PDF):
+    stored losslessly as PNG (``page_png``), with its thumbnail. Raises ImageRejected."""
+    width, height = im.size
+    if width * height > max_pixels:
+        raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
+    return DecodedPage(width=width, height=height, thumbnail=_thumbnail(im, thumbnail_size), page_png=_encode_png(im))
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

@@ -28,9 +28,13 @@ class Document(models.Model):
     source_path = models.TextField(blank=True, help_text="Where the file was imported from.")
     media_type = models.CharField(max_length=100)
     page_count = models.PositiveIntegerField(default=1)
+    page_sizes = models.JSONField(
+        default=list, blank=True, help_text="Each page's displayed [width, height] in points (PDF).")
     file = models.FileField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64, unique=True)
     file_size = models.BigIntegerField(default=0)
+    # what the import left out and why ({"skipped": {reason: count}, "page_errors": [...]})
+    metadata = models.JSONField(default=dict, blank=True)
     ingest_job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -39,6 +43,10 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def is_pdf(self) -> bool:
+        return self.media_type == "application/pdf"
 
 
 class Image(models.Model):
@@ -49,7 +57,7 @@ class Image(models.Model):
     page_number = models.PositiveIntegerField(null=True, blank=True)
     bbox = ArrayField(
         models.FloatField(), size=4, null=True, blank=True,
-        help_text="Position on the page: x0, y0, x1, y1 in points.",
+        help_text="Position on the page: x0, y0, x1, y1 in points from the top-left of the displayed page.",
     )
     # Content-addressed: both files are named by the SHA-256 of the original bytes.
     file = models.FileField(max_length=255)
@@ -144,7 +152,8 @@ class IngestChunk(models.Model):
     index = models.PositiveIntegerField()
     items = models.JSONField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    imported = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)  # images
+    documents = models.PositiveIntegerField(default=0)  # documents imported (their images count above)
     duplicates = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)

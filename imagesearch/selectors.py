@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from imagesearch.models import Collection, Document, Image, Job
 from imagesearch.services.search import SearchQuery
@@ -49,6 +49,69 @@ def collection_list() -> QuerySet[Collection]:
 
 def document_images(*, document: Document) -> QuerySet[Image]:
     return document.images.order_by("page_number", "id")
+
+
+def document_list(*, collection_id: int | None = None, query: str = "") -> QuerySet[Document]:
+    documents = Document.objects.select_related("collection")
+    if collection_id:
+        documents = documents.filter(collection_id=collection_id)
+    if query:
+        documents = documents.filter(Q(title__icontains=query) | Q(original_name__icontains=query))
+    return documents
+
+
+def document_image_counts(*, document_ids: list[int]) -> dict[int, int]:
+    """Images per document, for one page of a document list (counting all documents would not scale)."""
+    rows = Image.objects.filter(document_id__in=document_ids).values("document_id").annotate(n=Count("id"))
+    return {row["document_id"]: row["n"] for row in rows}
+
+
+@dataclass
+class DocumentPage:
+    number: int
+    width: float  # points (0 when unknown)
+    height: float
+    images: list[Image]
+
+    @property
+    def aspect(self) -> float:
+        return self.height / self.width if self.width and self.height else 1.294  # US Letter
+
+    def boxes(self) -> list[tuple[Image, dict]]:
+        """Each image with its position on the page as CSS percentages, for the overlay."""
+        if not (self.width and self.height):
+            return []
+        out = []
+        for image in self.images:
+            if image.bbox and (image.metadata or {}).get("kind") != "page":
+                x0, y0, x1, y1 = image.bbox
+                out.append((image, {
+                    "left": round(100 * x0 / self.width, 3), "top": round(100 * y0 / self.height, 3),
+                    "width": round(100 * (x1 - x0) / self.width, 3), "height": round(100 * (y1 - y0) / self.height, 3),
+                }))
+        return out
+
+
+def document_pages(*, document: Document, all_pages: bool = False) -> list[DocumentPage]:
+    """The document's pages that hold library images (every page with ``all_pages``), in order."""
+    by_page: dict[int, list[Image]] = {}
+    for image in document_images(document=document):
+        by_page.setdefault(image.page_number or 1, []).append(image)
+    numbers = range(1, document.page_count + 1) if all_pages else sorted(by_page)
+    sizes = document.page_sizes or []
+    pages = []
+    for number in numbers:
+        width, height = sizes[number - 1] if number <= len(sizes) else (0.0, 0.0)
+        pages.append(DocumentPage(number, width, height, by_page.get(number, [])))
+    return pages
+
+
+def import_jobs(*, user=None, limit: int = 10) -> QuerySet[Job]:
+    """Recent import jobs: the user's own, or everybody's for ``user=None``."""
+    from imagesearch.services.ingest import IMPORT_JOB_KIND
+
+    jobs = job_list(kind=IMPORT_JOB_KIND)
+    return (jobs.filter(created_by=user) if user is not None else jobs)[:limit]
 
 
 def job_list(*, kind: str | None = None) -> QuerySet[Job]:

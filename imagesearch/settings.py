@@ -154,6 +154,20 @@ IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 150_000_000)
 IMAGE_MAX_PAGES = env_int("IMAGE_MAX_PAGES", 1000)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 256)
 INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 64)
+# Documents (PDF): each is one import task. Embedded images smaller than DOCUMENT_MIN_IMAGE_SIDE
+# pixels on either side, or drawn on DOCUMENT_REPEATED_IMAGE_PAGES pages or more (logos), are left
+# out; scanned pages (and every page, with DOCUMENT_RENDER_ALL_PAGES) are rendered at
+# DOCUMENT_RENDER_DPI; DOCUMENT_VECTOR_FIGURES also renders regions of dense vector drawing.
+DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 1024 * 1024 * 1024)
+DOCUMENT_MAX_PAGES = env_int("DOCUMENT_MAX_PAGES", 10_000)
+DOCUMENT_MIN_IMAGE_SIDE = env_int("DOCUMENT_MIN_IMAGE_SIDE", 64)
+DOCUMENT_REPEATED_IMAGE_PAGES = env_int("DOCUMENT_REPEATED_IMAGE_PAGES", 3)
+DOCUMENT_RENDER_DPI = env_int("DOCUMENT_RENDER_DPI", 150)
+DOCUMENT_RENDER_ALL_PAGES = env_bool("DOCUMENT_RENDER_ALL_PAGES", False)
+DOCUMENT_VECTOR_FIGURES = env_bool("DOCUMENT_VECTOR_FIGURES", False)
+DOCUMENT_PREVIEW_WIDTH = env_int("DOCUMENT_PREVIEW_WIDTH", 900)
+# Uploaded documents wait here until their import job has stored them.
+DOCUMENT_UPLOAD_DIR = Path(os.environ.get("DOCUMENT_UPLOAD_DIR", DATA_DIR / "uploads")).resolve()
 # A running job whose worker stopped answering and which made no progress for this long is failed
 JOBS_ORPHAN_GRACE_SECONDS = env_int("JOBS_ORPHAN_GRACE_SECONDS", 120)
 # Search: uploaded query images are checked like imports, with their own (smaller) limits, and kept

@@ -1,4 +1,4 @@
-"""Where images come from: files, folders (recursive) and .zip archives (no Django).
+"""Where images and documents come from: files, folders (recursive) and .zip archives (no Django).
 
 A source item is a plain, JSON-safe reference (a path, plus a member name for a file
 inside a zip archive) so it can travel in a Celery message and be read by any worker
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ZIP_SUFFIXES = {".zip"}
+# Each document is imported by a task of its own (its pages can be many).
+DOCUMENT_SUFFIXES = {".pdf"}
 NOT_FOUND = "no such file or folder"
 TOO_LARGE = "file too large: {size:,} bytes exceeds the limit of {limit:,} (IMAGE_MAX_BYTES)"
 BAD_ARCHIVE = "unreadable zip archive ({detail})"
@@ -38,6 +40,10 @@ class SourceItem:
     @property
     def name(self) -> str:
         return os.path.basename(self.member or self.path)
+
+    @property
+    def is_document(self) -> bool:
+        return os.path.splitext(self.name)[1].lower() in DOCUMENT_SUFFIXES
 
     def to_json(self) -> list:
         return [self.path, self.member, self.label]

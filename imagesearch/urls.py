@@ -15,7 +15,11 @@ urlpatterns = [
     path("search/queries/<str:token>.webp", search_views.search_query_thumbnail, name="search-query-thumbnail"),
     path("images/", views.image_list, name="image-list"),
     path("images/<int:image_id>/", views.image_detail, name="image-detail"),
+    path("documents/", views.document_list, name="document-list"),
     path("documents/<int:document_id>/", views.document_detail, name="document-detail"),
+    path("documents/<int:document_id>/pages/<int:page_number>.webp", views.document_page_image,
+         name="document-page-image"),
+    path("documents/<int:document_id>/download/", views.document_download, name="document-download"),
     path("media/<path:name>", views.media_file, name="media-file"),
     # sign in and out, and change one's own password; no anonymous password-reset pages
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

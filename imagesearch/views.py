@@ -1,22 +1,28 @@
-"""Library pages: the thumbnail grid, image and document details, stored files."""
+"""Library pages: the thumbnail grid, image and document details, document imports, stored files."""
 
 from __future__ import annotations
 
 import mimetypes
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils._os import safe_join
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
-from imagesearch import selectors
+from imagesearch import selectors, storage
+from imagesearch.documents import DocumentRejected
 from imagesearch.models import Document, Image
+from imagesearch.services.documents import document_page_preview, document_upload
+from imagesearch.services.ingest import DEFAULT_COLLECTION
 
 IMAGES_PER_PAGE = 60
+DOCUMENTS_PER_PAGE = 50
+DOCUMENT_PAGES_PER_SCREEN = 20
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
@@ -66,14 +72,95 @@ def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
 
 @login_required
 @permission_required("imagesearch.search", raise_exception=True)
+@require_http_methods(["GET", "POST"])
+def document_list(request: HttpRequest) -> HttpResponse:
+    """The documents of the library, and (for those allowed) uploading more to import."""
+    if request.method == "POST":
+        if not request.user.has_perm("imagesearch.add_document"):
+            raise PermissionDenied
+        files = request.FILES.getlist("files")
+        if not files:
+            messages.error(request, "Choose one or more files to import.")
+        else:
+            collection = request.POST.get("collection", "").strip()[:200] or DEFAULT_COLLECTION
+            job = document_upload(files=files, collection_name=collection, created_by=request.user)
+            messages.success(request, f"Import #{job.pk} started: {job.message}. Its progress is shown below.")
+        return redirect("document-list")
+    collection_id = _int_param(request, "collection")
+    query = request.GET.get("q", "").strip()
+    page = Paginator(selectors.document_list(collection_id=collection_id, query=query), DOCUMENTS_PER_PAGE
+                     ).get_page(request.GET.get("page"))
+    counts = selectors.document_image_counts(document_ids=[d.pk for d in page.object_list])
+    filter_query = request.GET.copy()
+    filter_query.pop("page", None)
+    everyone = request.user.has_perm("ranking.manage_models")
+    return render(request, "imagesearch/document_list.html", {
+        "page": page,
+        "rows": [(d, counts.get(d.pk, 0)) for d in page.object_list],
+        "collections": selectors.collection_list(),
+        "selected": {"collection": collection_id, "q": query},
+        "filter_query": filter_query.urlencode(),
+        "imports": selectors.import_jobs(user=None if everyone else request.user),
+        "can_upload": request.user.has_perm("imagesearch.add_document"),
+    })
+
+
+@login_required
+@permission_required("imagesearch.search", raise_exception=True)
 @require_GET
 def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
+    """A document's pages that hold library images, each with a preview showing where they are."""
     document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+    all_pages = request.GET.get("all") == "1"
+    pages = selectors.document_pages(document=document, all_pages=all_pages)
+    page_number = _int_param(request, "page")
+    # a link to page N opens the screen of pages that holds it
+    screen = request.GET.get("screen")
+    if page_number and not screen:
+        position = next((i for i, p in enumerate(pages) if p.number >= page_number), 0)
+        screen = position // DOCUMENT_PAGES_PER_SCREEN + 1
+    paginated = Paginator(pages, DOCUMENT_PAGES_PER_SCREEN).get_page(screen)
     return render(request, "imagesearch/document_detail.html", {
         "document": document,
-        "images": selectors.document_images(document=document),
-        "page_number": _int_param(request, "page"),
+        "pages": paginated,
+        "page_links": [(p.number, i // DOCUMENT_PAGES_PER_SCREEN + 1) for i, p in enumerate(pages)],
+        "page_number": page_number,
+        "all_pages": all_pages,
+        "image_count": sum(len(p.images) for p in pages),
+        "skipped": (document.metadata or {}).get("skipped", {}),
+        "page_errors": (document.metadata or {}).get("page_errors", []),
     })
+
+
+@login_required
+@permission_required("imagesearch.search", raise_exception=True)
+@require_GET
+def document_page_image(request: HttpRequest, document_id: int, page_number: int) -> FileResponse:
+    """A preview of one page (rendered once, then served from the store)."""
+    document = get_object_or_404(Document, pk=document_id)
+    try:
+        name = document_page_preview(document=document, page_number=page_number)
+        response = FileResponse(open(storage.media_path(name), "rb"), content_type="image/webp")
+    except (DocumentRejected, FileNotFoundError) as exc:
+        raise Http404(str(exc)) from None
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@login_required
+@permission_required("imagesearch.search", raise_exception=True)
+@require_GET
+def document_download(request: HttpRequest, document_id: int) -> FileResponse:
+    """The original document file, under its original name (analysts and admins only)."""
+    document = get_object_or_404(Document, pk=document_id)
+    if not document.file:
+        raise Http404("This document has no stored file.")
+    try:
+        handle = open(storage.media_path(document.file.name), "rb")
+    except FileNotFoundError:
+        raise Http404("The document's file is missing from the store.") from None
+    return FileResponse(handle, as_attachment=True, filename=document.original_name or document.file.name,
+                        content_type=document.media_type or None)
 
 
 @login_required

@@ -211,3 +211,76 @@ class WorkerOutputSerializer(serializers.Serializer):
     queues = serializers.ListField(child=serializers.CharField())
     gpu = serializers.CharField(allow_blank=True, help_text="CUDA device name; empty for none.")
     active_tasks = serializers.IntegerField()
+
+
+class DocumentUploadInputSerializer(serializers.Serializer):
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True), allow_empty=False,
+        help_text="PDFs, multi-page TIFFs, images, or .zip archives of them.")
+    collection = serializers.CharField(required=False, max_length=200, default="Default")
+    label_from_folder = serializers.BooleanField(
+        required=False, default=False, help_text="Label images with their folder's name inside a .zip archive.")
+
+
+class JobIssueOutputSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ImportJobOutputSerializer(JobOutputSerializer):
+    """An import job: documents and images done so far (``result``), and the first problems."""
+
+    issues = serializers.SerializerMethodField()
+    issue_count = serializers.SerializerMethodField()
+
+    class Meta(JobOutputSerializer.Meta):
+        fields = JobOutputSerializer.Meta.fields + ["result", "issues", "issue_count"]
+
+    def get_issues(self, job: Job) -> list[dict]:
+        return JobIssueOutputSerializer(job.issues.all()[:20], many=True).data
+
+    def get_issue_count(self, job: Job) -> int:
+        return job.issues.count()
+
+
+class DocumentImageSerializer(serializers.ModelSerializer):
+    thumbnail_url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
+    kind = serializers.SerializerMethodField(help_text="embedded, page (a rendered page) or figure")
+
+    class Meta:
+        model = Image
+        fields = ["id", "page_number", "bbox", "kind", "width", "height", "thumbnail_url", "page_url"]
+
+    def get_thumbnail_url(self, image: Image) -> str:
+        return media_url(image.thumbnail.name)
+
+    def get_page_url(self, image: Image) -> str:
+        return reverse("image-detail", args=[image.pk])
+
+    def get_kind(self, image: Image) -> str:
+        return (image.metadata or {}).get("kind", "page" if image.page_number else "embedded")
+
+
+class DocumentOutputSerializer(serializers.ModelSerializer):
+    collection = CollectionOutputSerializer()
+    url = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = ["id", "title", "original_name", "media_type", "page_count", "page_sizes", "file_size", "sha256",
+                  "collection", "metadata", "url", "download_url", "created_at"]
+
+    def get_url(self, document: Document) -> str:
+        return reverse("document-detail", args=[document.pk])
+
+    def get_download_url(self, document: Document) -> str:
+        return reverse("document-download", args=[document.pk])
+
+
+class DocumentDetailOutputSerializer(DocumentOutputSerializer):
+    images = DocumentImageSerializer(many=True, source="ordered_images")
+
+    class Meta(DocumentOutputSerializer.Meta):
+        fields = DocumentOutputSerializer.Meta.fields + ["images"]

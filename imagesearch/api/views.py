@@ -16,6 +16,10 @@ from rest_framework.views import APIView
 from imagesearch import selectors
 from imagesearch.api.permissions import HasModelPermission
 from imagesearch.api.serializers import (
+    DocumentDetailOutputSerializer,
+    DocumentOutputSerializer,
+    DocumentUploadInputSerializer,
+    ImportJobOutputSerializer,
     ImageFilterSerializer,
     ImageOutputSerializer,
     ImageUploadInputSerializer,
@@ -28,7 +32,8 @@ from imagesearch.api.serializers import (
     WorkerOutputSerializer,
 )
 from imagesearch.imaging import ImageRejected
-from imagesearch.models import Image, Job
+from imagesearch.models import Document, Image, Job
+from imagesearch.services.documents import document_upload
 from imagesearch.services.ingest import collection_get_or_create, image_ingest_bytes
 from imagesearch.services.jobs import job_cancel, jobs_fail_orphaned
 from imagesearch.services.library import image_delete
@@ -245,3 +250,75 @@ class WorkerListApi(ModelAdminApi):
             return Response({"detail": "The broker cannot be reached."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         jobs_fail_orphaned(online_workers={w["hostname"] for w in workers})
         return Response(WorkerOutputSerializer(workers, many=True).data)
+
+
+class DocumentListApi(ListAPIView):
+    """The library's documents, newest first; filter by collection or title."""
+
+    serializer_class = DocumentOutputSerializer
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+
+    @extend_schema(parameters=[OpenApiParameter("collection", int), OpenApiParameter("q", str)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        collection = self.request.query_params.get("collection", "")
+        return selectors.document_list(collection_id=int(collection) if collection.isdecimal() else None,
+                                       query=self.request.query_params.get("q", "").strip())
+
+
+class DocumentDetailApi(APIView):
+    """One document with its library images: page number and position on the page of each."""
+
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+
+    @extend_schema(responses=DocumentDetailOutputSerializer)
+    def get(self, request, document_id: int):
+        document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+        document.ordered_images = selectors.document_images(document=document)
+        return Response(DocumentDetailOutputSerializer(document).data)
+
+
+class DocumentUploadApi(APIView):
+    """Upload documents (PDF, multi-page TIFF), images, or .zip archives of them to import.
+
+    The answer (202) is the import job: the Celery workers import a document per task.
+    Follow it at ``/api/documents/imports/``; a file that cannot be imported is listed
+    there with the reason, and the others are imported.
+    """
+
+    parser_classes = [MultiPartParser, FormParser]
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.add_document"
+
+    @extend_schema(request=DocumentUploadInputSerializer, responses={202: ImportJobOutputSerializer})
+    def post(self, request):
+        payload = DocumentUploadInputSerializer(data={
+            "files": request.FILES.getlist("files"),
+            "collection": request.data.get("collection", "Default"),
+            "label_from_folder": request.data.get("label_from_folder", False),
+        })
+        payload.is_valid(raise_exception=True)
+        job = document_upload(
+            files=payload.validated_data["files"], collection_name=payload.validated_data["collection"],
+            label_from_folder=payload.validated_data["label_from_folder"], created_by=request.user,
+        )
+        return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportJobListApi(APIView):
+    """Recent import jobs (one's own; everybody's for admins): documents and images done, rate, problems."""
+
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+
+    @extend_schema(parameters=[OpenApiParameter("limit", int)], responses=ImportJobOutputSerializer(many=True))
+    def get(self, request):
+        limit = request.query_params.get("limit", "10")
+        limit = min(int(limit), 100) if limit.isdecimal() else 10
+        everyone = request.user.has_perm("ranking.manage_models")
+        jobs = selectors.import_jobs(user=None if everyone else request.user, limit=limit)
+        return Response(ImportJobOutputSerializer(jobs, many=True).data)

@@ -21,7 +21,8 @@ UNKNOWN_ROLE = "Unknown role {role!r}: choose from labeler, analyst, admin."
 _ADMIN_APPS = ("imagesearch", "labeling", "ranking")
 ROLE_PERMISSIONS = {
     LABELER: ["labeling.label"],
-    ANALYST: ["imagesearch.search", "imagesearch.add_image"],  # add_image: "add to library" from search
+    # add_image: "add to library" from search; add_document: upload documents to import
+    ANALYST: ["imagesearch.search", "imagesearch.add_image", "imagesearch.add_document"],
     ADMIN: ["labeling.label", "imagesearch.search", "labeling.manage_labeling", "ranking.manage_models"],
 }
 

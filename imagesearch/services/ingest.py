@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from imagesearch import storage
-from imagesearch.imaging import DecodedImage, ImageRejected, decode_image
+from imagesearch.documents import PDF_MEDIA_TYPE, DocumentRejected, PdfOptions, extract_pdf, is_pdf
+from imagesearch.imaging import DecodedImage, DecodedPage, ImageRejected, decode_image, encode_pixels
 from imagesearch.models import Collection, Document, Image, IngestChunk, Job
 from imagesearch.services.jobs import job_advance, job_create, job_finish, job_record_issues, job_start
 from imagesearch.sources import SourceError, SourceItem, SourceRejected, iter_source_items, read_source
@@ -49,6 +51,7 @@ class IngestOutcome:
     message: str = ""
     image_ids: list[int] = field(default_factory=list)
     document_id: int | None = None
+    warnings: list[str] = field(default_factory=list)  # parts left out (a page that could not be read)
 
 
 @dataclass
@@ -62,6 +65,8 @@ class _PreparedImage:
     format: str
     media_type: str
     page_number: int | None = None
+    bbox: tuple | None = None
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -73,8 +78,9 @@ class _Prepared:
     label: str
     sha256: str
     images: list[_PreparedImage]
-    document: dict | None = None  # for multi-page files: the Document's fields
+    document: dict | None = None  # for documents and multi-page files: the Document's fields
     created_files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def collection_get_or_create(*, name: str = DEFAULT_COLLECTION) -> Collection:
@@ -90,8 +96,20 @@ def _already_stored(sha256: str) -> bool:
     return Image.objects.filter(sha256=sha256).exists() or Document.objects.filter(sha256=sha256).exists()
 
 
+def _check_size(data: bytes) -> None:
+    limit = settings.DOCUMENT_MAX_BYTES if is_pdf(data) else settings.IMAGE_MAX_BYTES
+    if len(data) > limit:
+        name = "DOCUMENT_MAX_BYTES" if is_pdf(data) else "IMAGE_MAX_BYTES"
+        raise SourceRejected(f"file too large: {len(data):,} bytes exceeds the limit of {limit:,} ({name})")
+
+
 def _prepare(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
-    """Decode and store the files of one source (``sha256`` of ``data``); raises ImageRejected."""
+    """Decode and store the files of one source (``sha256`` of ``data``).
+
+    Raises ImageRejected, DocumentRejected or SourceRejected with the reason."""
+    _check_size(data)
+    if is_pdf(data):
+        return _prepare_pdf(data, sha256=sha256, source=source, original_name=original_name, label=label)
     decoded = decode_image(
         data,
         max_pixels=settings.IMAGE_MAX_PIXELS,
@@ -123,20 +141,82 @@ def _prepare(data: bytes, *, sha256: str, source: str, original_name: str, label
     return prepared
 
 
+def _pdf_options() -> PdfOptions:
+    return PdfOptions(
+        min_image_side=settings.DOCUMENT_MIN_IMAGE_SIDE,
+        render_dpi=settings.DOCUMENT_RENDER_DPI,
+        render_all_pages=settings.DOCUMENT_RENDER_ALL_PAGES,
+        vector_figures=settings.DOCUMENT_VECTOR_FIGURES,
+        repeated_image_pages=settings.DOCUMENT_REPEATED_IMAGE_PAGES,
+        max_pages=settings.DOCUMENT_MAX_PAGES,
+        max_pixels=settings.IMAGE_MAX_PIXELS,
+    )
+
+
+def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
+    """A PDF: the document itself and each picture taken from it (``imagesearch.documents``)."""
+    contents = extract_pdf(data, _pdf_options())
+    prepared = _Prepared(source=source, original_name=original_name, label=label or "", sha256=sha256, images=[])
+    prepared.warnings = list(contents.page_errors)
+    try:
+        original = storage.original_name(sha256, ".pdf")
+        _store(prepared, original, data)
+        seen: set[str] = set()
+        for picture in contents.pictures:
+            try:
+                if picture.jpeg is not None:
+                    page = decode_image(picture.jpeg, max_pixels=settings.IMAGE_MAX_PIXELS,
+                                        thumbnail_size=settings.THUMBNAIL_SIZE).pages[0]
+                    file_bytes, extension, fmt, media_type = picture.jpeg, ".jpg", "JPEG", "image/jpeg"
+                else:
+                    page = encode_pixels(picture.pixels, max_pixels=settings.IMAGE_MAX_PIXELS,
+                                         thumbnail_size=settings.THUMBNAIL_SIZE)
+                    file_bytes, extension, fmt, media_type = page.page_png, ".png", "PNG", "image/png"
+            except ImageRejected as exc:
+                prepared.warnings.append(f"page {picture.page_number}: an image was left out ({exc})")
+                continue
+            image_sha = hashlib.sha256(file_bytes).hexdigest()
+            if image_sha in seen:
+                continue
+            seen.add(image_sha)
+            prepared.images.append(_stored_picture(
+                prepared, page, file_bytes, image_sha, extension, fmt, media_type,
+                page_number=picture.page_number, bbox=picture.bbox, metadata={"kind": picture.kind},
+            ))
+    except BaseException:
+        _remove_unreferenced(prepared.created_files)
+        raise
+    prepared.document = {
+        "title": Path(original_name).stem or original_name,
+        "media_type": PDF_MEDIA_TYPE,
+        "page_count": len(contents.page_sizes),
+        "page_sizes": contents.page_sizes,
+        "file": original,
+        "file_size": len(data),
+        "metadata": {"skipped": dict(contents.skipped), "page_errors": contents.page_errors[:100]},
+    }
+    return prepared
+
+
+def _stored_picture(
+    prepared: _Prepared, page: DecodedPage, file_bytes: bytes, sha256: str, extension: str, fmt: str,
+    media_type: str, **fields,
+) -> _PreparedImage:
+    file_name, thumb = storage.original_name(sha256, extension), storage.thumbnail_name(sha256)
+    _store(prepared, file_name, file_bytes)
+    _store(prepared, thumb, page.thumbnail)
+    return _PreparedImage(
+        sha256=sha256, file_name=file_name, thumbnail_name=thumb, file_size=len(file_bytes),
+        width=page.width, height=page.height, format=fmt, media_type=media_type, **fields,
+    )
+
+
 def _prepare_document(prepared: _Prepared, decoded: DecodedImage, original: str, size: int) -> dict:
     for page in decoded.pages:
         page_sha = hashlib.sha256(page.page_png).hexdigest()
-        file_name = storage.original_name(page_sha, ".png")
-        thumb = storage.thumbnail_name(page_sha)
-        _store(prepared, file_name, page.page_png)
-        _store(prepared, thumb, page.thumbnail)
-        prepared.images.append(
-            _PreparedImage(
-                sha256=page_sha, file_name=file_name, thumbnail_name=thumb, file_size=len(page.page_png),
-                width=page.width, height=page.height, format="PNG", media_type="image/png",
-                page_number=page.page_number,
-            )
-        )
+        prepared.images.append(_stored_picture(
+            prepared, page, page.page_png, page_sha, ".png", "PNG", "image/png", page_number=page.page_number,
+        ))
     return {
         "title": Path(prepared.original_name).stem or prepared.original_name,
         "media_type": decoded.media_type,
@@ -152,34 +232,39 @@ def _store(prepared: _Prepared, name: str, data: bytes) -> None:
 
 
 def _insert(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> IngestOutcome:
-    """Insert the rows of one prepared item in a savepoint; a hash conflict is a duplicate."""
+    """Insert the rows of one prepared item in a savepoint; a conflict on its own hash is a duplicate."""
+    rows = [
+        Image(
+            collection_id=collection_id, page_number=p.page_number, bbox=list(p.bbox) if p.bbox else None,
+            file=p.file_name, thumbnail=p.thumbnail_name, sha256=p.sha256, file_size=p.file_size,
+            width=p.width, height=p.height, format=p.format, media_type=p.media_type,
+            original_name=prepared.original_name, source_path=prepared.source, label=prepared.label,
+            metadata=p.metadata, ingest_job_id=job_id,
+        )
+        for p in prepared.images
+    ]
     try:
         with transaction.atomic():
-            document = None
-            if prepared.document is not None:
+            if prepared.document is None:
+                image_ids = [row.pk for row in Image.objects.bulk_create(rows)]
+                document_id = None
+            else:
                 document = Document.objects.create(
                     collection_id=collection_id, sha256=prepared.sha256, original_name=prepared.original_name,
                     source_path=prepared.source, ingest_job_id=job_id, **prepared.document,
                 )
-            images = []
-            for p in prepared.images:
-                if document is not None and Image.objects.filter(sha256=p.sha256).exists():
-                    continue  # an identical page (a blank one, say) is in the library already
-                images.append(
-                    Image.objects.create(
-                        collection_id=collection_id, document=document, page_number=p.page_number,
-                        file=p.file_name, thumbnail=p.thumbnail_name, sha256=p.sha256,
-                        file_size=p.file_size, width=p.width, height=p.height, format=p.format,
-                        media_type=p.media_type, original_name=prepared.original_name,
-                        source_path=prepared.source, label=prepared.label, ingest_job_id=job_id,
-                    )
-                )
+                for row in rows:
+                    row.document = document
+                # A picture already in the library (a page of another document, a blank
+                # page, a logo) stays where it is; the document's other pictures go in.
+                Image.objects.bulk_create(rows, ignore_conflicts=True)
+                image_ids = list(document.images.order_by("pk").values_list("pk", flat=True))
+                document_id = document.pk
     except IntegrityError:
         # Another worker committed the same bytes first: its rows own these files.
         return IngestOutcome(prepared.source, DUPLICATE, "already in the library")
     return IngestOutcome(
-        prepared.source, IMPORTED, image_ids=[i.pk for i in images],
-        document_id=document.pk if document else None,
+        prepared.source, IMPORTED, image_ids=image_ids, document_id=document_id, warnings=prepared.warnings,
     )
 
 
@@ -205,12 +290,8 @@ def image_ingest_bytes(
     if _already_stored(sha256):
         return IngestOutcome(source, DUPLICATE, "already in the library")
     try:
-        if len(data) > settings.IMAGE_MAX_BYTES:
-            raise SourceRejected(
-                f"file too large: {len(data):,} bytes exceeds the limit of {settings.IMAGE_MAX_BYTES:,}"
-            )
         prepared = _prepare(data, sha256=sha256, source=source, original_name=original_name, label=label)
-    except (ImageRejected, SourceRejected) as exc:
+    except (ImageRejected, DocumentRejected, SourceRejected) as exc:
         return IngestOutcome(source, FAILED, str(exc))
     try:
         with transaction.atomic():
@@ -245,25 +326,31 @@ def ingest_job_create(
     label_from_folder: bool = False,
     created_by=None,
     chunk_size: int | None = None,
+    upload_dir: str | None = None,
 ) -> Job:
-    """List the sources under ``paths`` and split them into chunks of one job.
+    """List the sources under ``paths`` and split them into chunks of one job: each
+    document (PDF) a chunk of its own, other files ``chunk_size`` at a time.
 
     Paths that yield nothing (missing, unreadable archives) are recorded as issues.
+    ``upload_dir``: a folder of uploaded files, removed when the job has finished.
     """
     chunk_size = chunk_size or settings.INGEST_CHUNK_SIZE
     paths = [str(Path(p).expanduser().absolute()) for p in paths]
     collection = collection_get_or_create(name=collection_name)
     items: list[list] = []
+    documents: list[list] = []
     problems: list[tuple[str, str]] = []
     for entry in iter_source_items(paths, label_from_folder=label_from_folder):
         if isinstance(entry, SourceError):
             problems.append((entry.display, entry.reason))
         else:
-            items.append(entry.to_json())
+            (documents if entry.is_document else items).append(entry.to_json())
+    chunks = [[d] for d in documents] + [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
+    total = len(items) + len(documents)
     with transaction.atomic():
         job = job_create(
             kind=IMPORT_JOB_KIND,
-            total=len(items),
+            total=total,
             created_by=created_by,
             params={
                 "paths": paths,
@@ -271,17 +358,31 @@ def ingest_job_create(
                 "collection": collection.name,
                 "label_from_folder": label_from_folder,
                 "unreadable_paths": len(problems),
+                "documents": len(documents),
+                "upload_dir": upload_dir,
             },
-            message=f"{len(items):,} files to import into {collection.name}",
+            message=_listing_message(len(items), len(documents), collection.name),
         )
         job_record_issues(job_id=job.pk, issues=problems)
-        IngestChunk.objects.bulk_create(
-            IngestChunk(job=job, index=i, items=items[start : start + chunk_size])
-            for i, start in enumerate(range(0, len(items), chunk_size))
-        )
-        if not items:
+        IngestChunk.objects.bulk_create(IngestChunk(job=job, index=i, items=chunk) for i, chunk in enumerate(chunks))
+        if not total:
             job_finish(job_id=job.pk, message="Nothing to import.", result=_job_result(job.pk, len(problems)))
+            _remove_upload_dir(job.params)
     return job
+
+
+def _listing_message(images: int, documents: int, collection: str) -> str:
+    parts = [f"{documents:,} document{'s' if documents != 1 else ''}"] if documents else []
+    if images or not documents:
+        parts.append(f"{images:,} file{'s' if images != 1 else ''}")
+    return f"{' and '.join(parts)} to import into {collection}"
+
+
+def _remove_upload_dir(params: dict) -> None:
+    """Uploaded files are in the library once their job is done; a failed job keeps them for a retry."""
+    folder = params.get("upload_dir")
+    if folder and Path(folder).is_relative_to(settings.DOCUMENT_UPLOAD_DIR):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def ingest_job_dispatch(*, job_id: int) -> int:
@@ -332,18 +433,18 @@ def ingest_chunk_process(*, chunk_id: int) -> None:
 
 def _prepare_source(item: SourceItem) -> _Prepared | IngestOutcome:
     try:
-        data = read_source(item, max_bytes=settings.IMAGE_MAX_BYTES)
+        data = read_source(item, max_bytes=max(settings.IMAGE_MAX_BYTES, settings.DOCUMENT_MAX_BYTES))
         sha256 = hashlib.sha256(data).hexdigest()
         if _already_stored(sha256):
             return IngestOutcome(item.display, DUPLICATE, "already in the library")
         return _prepare(data, sha256=sha256, source=item.display, original_name=item.name, label=item.label or "")
-    except (SourceRejected, ImageRejected) as exc:
+    except (SourceRejected, ImageRejected, DocumentRejected) as exc:
         return IngestOutcome(item.display, FAILED, str(exc))
     except DatabaseError:
         raise
     except Exception as exc:  # a decoder bug on a hostile file must not stop the import
         logger.exception("unexpected error importing %s", item.display)
-        return IngestOutcome(item.display, FAILED, f"could not read image ({type(exc).__name__}: {exc})")
+        return IngestOutcome(item.display, FAILED, f"could not read file ({type(exc).__name__}: {exc})")
 
 
 def _commit_chunk(
@@ -359,35 +460,61 @@ def _commit_chunk(
         for prepared in prepared_items:
             outcomes.append(_insert(prepared, collection_id=collection_id, job_id=job.pk))
         failures = [(o.source, o.message) for o in outcomes if o.status == FAILED]
+        warnings = [(f"{o.source} ({w.split(':', 1)[0]})", w) for o in outcomes for w in o.warnings]
         _embed_when_committed([i for o in outcomes if o.status == IMPORTED for i in o.image_ids])
         chunk.imported = sum(len(o.image_ids) for o in outcomes if o.status == IMPORTED)
+        chunk.documents = sum(1 for o in outcomes if o.status == IMPORTED and o.document_id)
         chunk.duplicates = sum(1 for o in outcomes if o.status == DUPLICATE)
         chunk.failed = len(failures)
         chunk.status = IngestChunk.Status.DONE
         chunk.finished_at = timezone.now()
         chunk.save()
-        job_record_issues(job_id=job.pk, issues=failures)
+        job_record_issues(job_id=job.pk, issues=failures + warnings)
         job_advance(job_id=job.pk, done=len(chunk.items))
-        if not IngestChunk.objects.filter(job_id=job.pk, status=IngestChunk.Status.PENDING).exists():
+        if IngestChunk.objects.filter(job_id=job.pk, status=IngestChunk.Status.PENDING).exists():
+            _record_running_totals(job, chunk)
+        else:
             result = _job_result(job.pk, job.params.get("unreadable_paths", 0))
             job_finish(job_id=job.pk, message=_summary(result), result=result)
+            params = dict(job.params)
+            transaction.on_commit(lambda: _remove_upload_dir(params))
             if result["imported"]:
                 _train_first_models()
 
 
+def _record_running_totals(job: Job, chunk: IngestChunk) -> None:
+    """Add a chunk's counts to the job's running totals (the caller holds the job's row lock),
+    so the UI shows documents and images done and the image rate while the job runs."""
+    totals = dict(job.result or {})
+    for key in ("imported", "documents", "duplicates", "failed"):
+        totals[key] = totals.get(key, 0) + getattr(chunk, key)
+    elapsed = (timezone.now() - job.started_at).total_seconds() if job.started_at else 0
+    totals["images_per_second"] = round(totals["imported"] / elapsed, 2) if elapsed > 0 else 0.0
+    Job.objects.filter(pk=job.pk).update(result=totals, message=_summary(totals, running=True))
+
+
 def _job_result(job_id: int, unreadable_paths: int) -> dict:
     totals = IngestChunk.objects.filter(job_id=job_id).aggregate(
-        imported=Sum("imported"), duplicates=Sum("duplicates"), failed=Sum("failed")
+        imported=Sum("imported"), documents=Sum("documents"), duplicates=Sum("duplicates"), failed=Sum("failed")
     )
+    job = Job.objects.only("started_at").get(pk=job_id)
+    elapsed = (timezone.now() - job.started_at).total_seconds() if job.started_at else 0
+    imported = totals["imported"] or 0
     return {
-        "imported": totals["imported"] or 0,
+        "imported": imported,
+        "documents": totals["documents"] or 0,
         "duplicates": totals["duplicates"] or 0,
         "failed": (totals["failed"] or 0) + unreadable_paths,
+        "images_per_second": round(imported / elapsed, 2) if elapsed > 0 else 0.0,
     }
 
 
-def _summary(result: dict) -> str:
+def _summary(result: dict, running: bool = False) -> str:
+    documents = result.get("documents", 0)
+    what = f"{result['imported']:,} images"
+    if documents:
+        what = f"{documents:,} document{'s' if documents != 1 else ''} and {what}"
+    verb = "Imported so far" if running else "Imported"
     return (
-        f"Imported {result['imported']:,} images; {result['duplicates']:,} already in the library; "
-        f"{result['failed']:,} failed."
+        f"{verb} {what}; {result['duplicates']:,} already in the library; {result['failed']:,} failed."
     )

@@ -23,8 +23,10 @@ MAX_LISTED_FAILURES = 50
 class Command(BaseCommand):
     help = (
         "Import images from files, folders (recursively) and .zip archives. Files already "
-        "in the library are skipped; unreadable files are listed with the reason."
+        "in the library are skipped; unreadable files are listed with the reason. PDFs met on "
+        "the way are imported as documents (see import_documents)."
     )
+    unit = "img"
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", metavar="PATH")
@@ -36,7 +38,8 @@ class Command(BaseCommand):
             "--inline", action="store_true",
             help="import in this process instead of on the Celery workers",
         )
-        parser.add_argument("--chunk-size", type=int, default=None, help="files per Celery task")
+        parser.add_argument("--chunk-size", type=int, default=None,
+                            help="image files per Celery task (each document is a task of its own)")
 
     def handle(self, *args, **options):
         job = ingest_job_create(
@@ -46,7 +49,7 @@ class Command(BaseCommand):
             chunk_size=options["chunk_size"],
         )
         inline = options["inline"] or not self._workers_online()
-        bar = tqdm(total=job.progress_total, unit="img", desc="Importing", file=sys.stderr, smoothing=0.1)
+        bar = tqdm(total=job.progress_total, unit=self.unit, desc="Importing", file=sys.stderr, smoothing=0.1)
         try:
             if inline:
                 ingest_job_run_inline(job_id=job.pk, on_chunk_done=lambda: self._update(bar, job.pk))

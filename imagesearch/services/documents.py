@@ -1,0 +1,69 @@
+"""Documents: uploads that become import jobs, and page previews rendered on demand."""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from imagesearch import storage
+from imagesearch.documents import DocumentRejected, render_page_preview
+from imagesearch.imaging import open_for_display
+from imagesearch.models import Document, Job
+from imagesearch.services.ingest import DEFAULT_COLLECTION, ingest_job_create, ingest_job_dispatch
+
+PREVIEW_QUALITY = 80
+_UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
+
+
+def document_upload(
+    *, files: list[UploadedFile], collection_name: str = DEFAULT_COLLECTION, label_from_folder: bool = False,
+    created_by=None,
+) -> Job:
+    """Keep the uploaded files (PDFs, scans, images, .zip archives of them) until their import job,
+    run by the Celery workers a document per task, has stored them; returns that job."""
+    folder = settings.DOCUMENT_UPLOAD_DIR / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    for index, upload in enumerate(files):
+        # a numbered prefix keeps two uploads of the same name apart and the order stable
+        name = _UNSAFE_NAME.sub("_", Path(upload.name or "upload").name).strip(". ") or "upload"
+        with open(folder / f"{index:04d}-{name}", "wb") as out:
+            for part in upload.chunks():
+                out.write(part)
+    with transaction.atomic():
+        job = ingest_job_create(
+            paths=[folder], collection_name=collection_name, label_from_folder=label_from_folder,
+            created_by=created_by, upload_dir=str(folder),
+        )
+        ingest_job_dispatch(job_id=job.pk)
+    return job
+
+
+def document_page_preview(*, document: Document, page_number: int, width: int | None = None) -> str:
+    """The stored name of a WebP preview of one page, rendered the first time it is asked for.
+
+    Raises DocumentRejected when the page does not exist or cannot be rendered."""
+    width = width or settings.DOCUMENT_PREVIEW_WIDTH
+    name = f"previews/{document.sha256[:2]}/{document.sha256}/{page_number}-{width}.webp"
+    if storage.media_path(name).exists():
+        return name
+    if not 1 <= page_number <= document.page_count:
+        raise DocumentRejected(f"no page {page_number} in this document")
+    if document.is_pdf:
+        picture = render_page_preview(str(storage.media_path(document.file.name)), page_number, width=width)
+    else:
+        # a multi-page scan: its pages are library images already
+        page = document.images.filter(page_number=page_number).first()
+        if page is None:
+            raise DocumentRejected(f"page {page_number} of this document is not in the library")
+        picture = open_for_display(storage.media_path(page.file.name).read_bytes())
+        picture.thumbnail((width, width * 4))
+    out = io.BytesIO()
+    picture.save(out, format="WEBP", quality=PREVIEW_QUALITY)
+    storage.store_bytes(name, out.getvalue())
+    return name

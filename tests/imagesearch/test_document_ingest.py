@@ -1,0 +1,165 @@
+"""Importing folders of PDFs and scans: documents, their pictures, page links, bad files, re-imports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+from django.core.management import call_command
+
+from bench.pdfgen import PdfBuilder, encrypt_pdf, jpeg_photo, scanned_pdf
+from imagesearch import documents, storage
+from imagesearch.models import Document, Image, IngestChunk, Job, JobIssue
+from imagesearch.services.ingest import ingest_chunk_process, ingest_job_create, ingest_job_run_inline
+from imagesearch.services.library import media_sweep_orphans
+from tests import images
+
+
+def report_pdf(pages: int, seed: int, logo: bool = False) -> bytes:
+    """A photo and a line of text per page (and the same logo on every page, if asked)."""
+    b = PdfBuilder()
+    logo_xobj = b.jpeg(jpeg_photo(100, 100, seed=999)) if logo else None
+    for i in range(pages):
+        page = b.add_page()
+        page.text(f"Report {seed}, page {i + 1}", x=72, y=740)
+        page.draw(b.jpeg(jpeg_photo(320, 240, seed=seed * 100 + i)), x=72, y=300, w=320, h=240)
+        if logo_xobj:
+            page.draw(logo_xobj, x=520, y=720, w=50, h=50)
+    return b.to_bytes()
+
+
+@pytest.fixture
+def document_folder(tmp_path):
+    root = tmp_path / "library"
+    (root / "reports").mkdir(parents=True)
+    (root / "reports" / "a.pdf").write_bytes(report_pdf(3, seed=1))
+    (root / "reports" / "b.pdf").write_bytes(report_pdf(2, seed=2))
+    (root / "letterhead.pdf").write_bytes(report_pdf(4, seed=3, logo=True))
+    (root / "scan.pdf").write_bytes(scanned_pdf(2, seed=4, dpi=72))
+    (root / "scan.tif").write_bytes(images.multipage_tiff(pages=3, seed=5))
+    (root / "photo.jpg").write_bytes(images.jpeg(seed=6))
+    good = report_pdf(1, seed=7)
+    (root / "encrypted.pdf").write_bytes(encrypt_pdf(good, user_password="secret"))
+    (root / "truncated.pdf").write_bytes(good[: len(good) // 2])
+    (root / "corrupt.pdf").write_bytes(b"%PDF-1.7\n" + os.urandom(3000) + b"\n%%EOF\n")
+    with zipfile.ZipFile(root / "archive.zip", "w") as archive:
+        archive.writestr("box/c.pdf", report_pdf(1, seed=8))
+        archive.writestr("box/d.pdf", report_pdf(2, seed=9))
+    return root
+
+
+@pytest.mark.django_db
+def test_a_folder_of_pdfs_and_scans_becomes_documents_whose_images_lead_back_to_their_pages(
+    document_folder, capsys, settings
+):
+    settings.DOCUMENT_RENDER_DPI = 50
+    call_command("import_documents", str(document_folder), "--inline", "--collection", "Reports")
+    out = capsys.readouterr().out
+
+    titles = dict(Document.objects.values_list("original_name", "page_count"))
+    assert titles == {"a.pdf": 3, "b.pdf": 2, "letterhead.pdf": 4, "scan.pdf": 2, "scan.tif": 3,
+                      "c.pdf": 1, "d.pdf": 2}
+    per_document = {d.original_name: list(d.images.order_by("page_number").values_list("page_number", flat=True))
+                    for d in Document.objects.all()}
+    assert per_document == {"a.pdf": [1, 2, 3], "b.pdf": [1, 2], "letterhead.pdf": [1, 2, 3, 4],
+                            "scan.pdf": [1, 2], "scan.tif": [1, 2, 3], "c.pdf": [1], "d.pdf": [1, 2]}
+    # each photo is stored as the JPEG it was in the PDF, at its place on the page
+    a = Document.objects.get(original_name="a.pdf")
+    first = a.images.get(page_number=1)
+    assert storage.media_path(first.file.name).read_bytes() == jpeg_photo(320, 240, seed=100)
+    assert (first.format, first.width, first.height, first.bbox) == ("JPEG", 320, 240, [72.0, 252.0, 392.0, 492.0])
+    assert first.metadata == {"kind": "embedded"} and first.collection.name == "Reports"
+    assert a.page_sizes == [[612.0, 792.0]] * 3 and a.media_type == "application/pdf"
+    assert storage.media_path(a.file.name).read_bytes() == (document_folder / "reports" / "a.pdf").read_bytes()
+    # the logo repeated on every page is no picture of the library
+    letterhead = Document.objects.get(original_name="letterhead.pdf")
+    assert letterhead.metadata["skipped"] == {"repeated on many pages": 4}
+    # scanned pages are rendered whole
+    scan_pages = Document.objects.get(original_name="scan.pdf").images.all()
+    assert {(i.metadata["kind"], i.width, i.height) for i in scan_pages} == {("page", 425, 550)}
+    assert Image.objects.filter(document=None).count() == 1  # photo.jpg
+
+    reasons = dict(JobIssue.objects.values_list("source", "message"))
+    assert reasons == {
+        str(document_folder / "encrypted.pdf"): documents.ENCRYPTED,
+        str(document_folder / "truncated.pdf"): documents.TRUNCATED,
+        str(document_folder / "corrupt.pdf"): reasons[str(document_folder / "corrupt.pdf")],
+    }
+    assert reasons[str(document_folder / "corrupt.pdf")].startswith("corrupt PDF")
+    job = Job.objects.get()
+    assert job.result["documents"] == 7 and job.result["imported"] == 18 and job.result["failed"] == 3
+    assert (job.status, job.progress_done, job.progress_total) == ("succeeded", 11, 11)
+    assert "Imported 7 documents and 18 images; 0 already in the library; 3 failed." in out
+    # each PDF was a task of its own; the other files shared one
+    assert sorted(len(c.items) for c in IngestChunk.objects.all()) == [1] * 9 + [2]
+
+    # importing the folder again adds nothing: documents are recognised by their SHA-256
+    call_command("import_documents", str(document_folder), "--inline", "--collection", "Reports")
+    assert "Imported 0 images; 8 already in the library; 3 failed." in capsys.readouterr().out
+    assert Document.objects.count() == 7 and Image.objects.count() == 18
+
+
+@pytest.mark.django_db
+def test_an_image_already_in_the_library_stays_where_it_is_and_the_document_still_comes_in(tmp_path):
+    photo = jpeg_photo(320, 240, seed=100)  # page 1 of report_pdf(…, seed=1)
+    (tmp_path / "photo.jpg").write_bytes(photo)
+    (tmp_path / "a.pdf").write_bytes(report_pdf(3, seed=1))
+    job = ingest_job_create(paths=[tmp_path / "photo.jpg"])
+    ingest_job_run_inline(job_id=job.pk)
+    job = ingest_job_create(paths=[tmp_path / "a.pdf"])
+    ingest_job_run_inline(job_id=job.pk)
+    document = Document.objects.get()
+    assert list(document.images.values_list("page_number", flat=True).order_by("page_number")) == [2, 3]
+    assert Image.objects.get(sha256=Image.objects.get(document=None).sha256).document is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_killed_in_the_middle_of_a_document_leaves_nothing_and_the_retry_imports_it(
+    tmp_path, settings, media_root
+):
+    """A real SIGKILL while the document's pictures are being stored: no half document, then a redo."""
+    from django.db import connection
+
+    from tests.conftest import _url_with_database
+
+    settings.DOCUMENT_RENDER_DPI = 150
+    settings.DOCUMENT_RENDER_ALL_PAGES = True  # slow enough to be killed in the middle
+    big = tmp_path / "big.pdf"
+    big.write_bytes(report_pdf(60, seed=11))
+    job = ingest_job_create(paths=[big])
+    chunk = IngestChunk.objects.get(job=job)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "DATABASE_URL": _url_with_database(settings.DATABASE_URL, connection.settings_dict["NAME"]),
+           "IMAGESEARCH_MEDIA_DIR": str(media_root), "DOCUMENT_RENDER_ALL_PAGES": "1", "DOCUMENT_RENDER_DPI": "150"}
+    code = ("import django; django.setup(); from imagesearch.services.ingest import ingest_chunk_process; "
+            f"ingest_chunk_process(chunk_id={chunk.pk})")
+    worker = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        # the pictures' files are written before any row: once some are there, the import is mid-way
+        while not (media_root / "thumbs").exists() or sum(1 for _ in (media_root / "thumbs").rglob("*.webp")) < 5:
+            assert worker.poll() is None, "the import ended before it could be killed"
+            assert time.monotonic() < deadline, "no picture was stored in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert Document.objects.count() == 0 and Image.objects.count() == 0
+    chunk.refresh_from_db()
+    assert chunk.status == IngestChunk.Status.PENDING
+
+    ingest_chunk_process(chunk_id=chunk.pk)  # what the redelivered task does
+    document = Document.objects.get()
+    assert document.page_count == 60
+    assert document.images.filter(metadata__kind="embedded").count() == 60
+    assert document.images.filter(metadata__kind="page").count() == 60
+    assert Job.objects.get(pk=job.pk).status == "succeeded"
+    # the killed run's files are either used by the redo or swept as orphans
+    media_sweep_orphans(min_age_seconds=0)
+    for image in document.images.all():
+        assert storage.media_path(image.file.name).exists() and storage.media_path(image.thumbnail.name).exists()
