@@ -76,7 +76,8 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_import(folder: Path, mode: str, workers: int, chunk_size: int, work: Path) -> dict:
+def run_import(folder: Path, mode: str, workers: int, chunk_size: int, work: Path,
+               command_name: str = "import_images") -> dict:
     name = f"bench_ingest_{mode}_{os.getpid()}"
     url, admin = scratch_database(name)
     env = {
@@ -102,7 +103,7 @@ def run_import(folder: Path, mode: str, workers: int, chunk_size: int, work: Pat
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise RuntimeError((work / "worker.log").read_text())
                 time.sleep(0.2)
-        command = [*manage, "import_images", str(folder), "--chunk-size", str(chunk_size)]
+        command = [*manage, command_name, str(folder), "--chunk-size", str(chunk_size)]
         if mode == "inline":
             command.append("--inline")
         start = time.perf_counter()

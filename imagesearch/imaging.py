@@ -9,6 +9,7 @@ decoded, so a decompression bomb costs a header read, not the machine's memory.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -138,8 +139,11 @@ def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int, thum
         raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
     orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
     if im.format == "JPEG" or im.format == "MPO":
-        # Decode at a reduced DCT scale: 4–8× faster, and the thumbnail is all we need.
-        im.draft("RGB", (thumbnail_size, thumbnail_size))
+        # Decode at a reduced DCT scale: 4–8× faster, and the thumbnail is all we need. The
+        # request is the thumbnail's own size: asking for a square would keep the long side
+        # twice as large as needed (a 640×480 photo would decode whole).
+        scale = thumbnail_size / max(width, height)
+        im.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
     im.load()
     if not thumbnail:
         if orientation in (5, 6, 7, 8):
@@ -159,6 +163,41 @@ def _thumbnail(im: Image.Image, size: int, transpose: Image.Transpose | None = N
     out = io.BytesIO()
     frame.save(out, format="WEBP", quality=80, method=4)
     return out.getvalue()
+
+
+def check_jpeg(data: bytes, *, max_pixels: int) -> tuple[int, int]:
+    """Validate a JPEG without making its thumbnail: (width, height). Raises ImageRejected.
+
+    Decoding at the smallest DCT scale (1/8) still reads every entropy-coded block, so a
+    truncated or corrupt stream fails here, at a fraction of a full decode's cost.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=("JPEG",))
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
+        im.draft("RGB", (1, 1))
+        im.load()
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError:
+        raise ImageRejected(NOT_AN_IMAGE) from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageRejected(CORRUPT.format(detail=exc)) from None
+    return width, height
+
+
+def make_thumbnail(data: bytes, *, thumbnail_size: int = 256) -> bytes:
+    """The WebP thumbnail of stored image bytes (EXIF orientation applied)."""
+    im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    width, height = im.size
+    if im.format in ("JPEG", "MPO"):
+        scale = thumbnail_size / max(width, height)
+        im.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    return _thumbnail(im, thumbnail_size, _TRANSPOSE_FOR_ORIENTATION.get(orientation))
 
 
 def encode_pixels(im: Image.Image, *, max_pixels: int, thumbnail_size: int = 256) -> DecodedPage:

@@ -32,6 +32,7 @@ class SourceItem:
     path: str  # absolute path of the file, or of the archive holding it
     member: str | None = None  # name inside the zip archive
     label: str | None = None
+    size: int | None = None  # bytes, when known at listing time (to share out the work)
 
     @property
     def display(self) -> str:
@@ -46,7 +47,7 @@ class SourceItem:
         return os.path.splitext(self.name)[1].lower() in DOCUMENT_SUFFIXES
 
     def to_json(self) -> list:
-        return [self.path, self.member, self.label]
+        return [self.path, self.member, self.label, self.size]
 
     @classmethod
     def from_json(cls, value: list) -> SourceItem:
@@ -81,17 +82,21 @@ def iter_source_items(
 def _items_for_file(path: Path, label_from_folder: bool) -> Iterator[SourceItem | SourceError]:
     label = path.parent.name if label_from_folder else None
     if path.suffix.lower() not in ZIP_SUFFIXES:
-        yield SourceItem(str(path), None, label)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = None  # read_source reports why
+        yield SourceItem(str(path), None, label, size)
         return
     try:
         with zipfile.ZipFile(path) as archive:
-            members = sorted(info.filename for info in archive.infolist() if not info.is_dir())
+            members = sorted((info.filename, info.file_size) for info in archive.infolist() if not info.is_dir())
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         yield SourceError(str(path), BAD_ARCHIVE.format(detail=exc))
         return
-    for member in members:
+    for member, size in members:
         parent = os.path.basename(os.path.dirname(member))
-        yield SourceItem(str(path), member, (parent or None) if label_from_folder else None)
+        yield SourceItem(str(path), member, (parent or None) if label_from_folder else None, size)
 
 
 def read_source(item: SourceItem, *, max_bytes: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import os
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,9 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from imagesearch import selectors, storage
 from imagesearch.documents import DocumentRejected
+from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image
 from imagesearch.services.documents import document_page_preview, document_upload
 from imagesearch.services.ingest import DEFAULT_COLLECTION
+from imagesearch.services.library import thumbnail_ensure
 
 IMAGES_PER_PAGE = 60
 DOCUMENTS_PER_PAGE = 50
@@ -176,8 +179,11 @@ def media_file(request: HttpRequest, name: str) -> FileResponse:
         raise PermissionDenied
     try:
         path = safe_join(settings.MEDIA_ROOT, name)
+        if name.startswith("thumbs/") and not os.path.exists(path):
+            thumbnail_ensure(name=name)  # made when first shown (images taken from documents)
         response = FileResponse(open(path, "rb"), content_type=mimetypes.guess_type(path)[0])
-    except (FileNotFoundError, IsADirectoryError, PermissionError, SuspiciousFileOperation):
+    except (FileNotFoundError, IsADirectoryError, PermissionError, SuspiciousFileOperation, ImageRejected,
+            OSError):
         raise Http404("No such file.") from None
     response["Cache-Control"] = "private, max-age=31536000, immutable"
     if request.GET.get("download"):

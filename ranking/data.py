@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,10 @@ def load_image(path: str | Path, size: int, fill: tuple[int, int, int] = (255, 2
     and all of its content (figures cut from documents have a white margin).
     """
     with PILImage.open(path) as im:
-        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when that suffices
+        # JPEG: decode at a reduced scale when that suffices; the long side is what must reach
+        # ``size`` (letterboxed), so ask for the fitted size, not the square
+        scale = size / max(im.size)
+        im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
         im = ImageOps.exif_transpose(im).convert("RGB")
         if im.size != (size, size):
             im = ImageOps.pad(im, (size, size), method=PILImage.Resampling.BILINEAR, color=fill)

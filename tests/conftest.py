@@ -16,6 +16,7 @@ def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.RANKING_MODELS_DIR = tmp_path / "models"
     settings.SEARCH_QUERY_DIR = tmp_path / "queries"
+    settings.DOCUMENT_UPLOAD_DIR = tmp_path / "uploads"
     return settings.MEDIA_ROOT
 
 

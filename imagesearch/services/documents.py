@@ -29,10 +29,8 @@ def document_upload(
     run by the Celery workers a document per task, has stored them; returns that job."""
     folder = settings.DOCUMENT_UPLOAD_DIR / uuid.uuid4().hex
     folder.mkdir(parents=True)
-    for index, upload in enumerate(files):
-        # a numbered prefix keeps two uploads of the same name apart and the order stable
-        name = _UNSAFE_NAME.sub("_", Path(upload.name or "upload").name).strip(". ") or "upload"
-        with open(folder / f"{index:04d}-{name}", "wb") as out:
+    for upload in files:
+        with open(_unused_path(folder, upload.name or "upload"), "wb") as out:
             for part in upload.chunks():
                 out.write(part)
     with transaction.atomic():
@@ -42,6 +40,17 @@ def document_upload(
         )
         ingest_job_dispatch(job_id=job.pk)
     return job
+
+
+def _unused_path(folder: Path, name: str) -> Path:
+    """A path in ``folder`` for an uploaded file under its own (sanitised) name: "a (2).pdf" for a second "a.pdf"."""
+    name = _UNSAFE_NAME.sub("_", Path(name).name).strip(". ") or "upload"
+    path, stem, suffix = folder / name, Path(name).stem, Path(name).suffix
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem} ({n}){suffix}"
+    return path
 
 
 def document_page_preview(*, document: Document, page_number: int, width: int | None = None) -> str:

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from imagesearch import storage
 from imagesearch.documents import PDF_MEDIA_TYPE, DocumentRejected, PdfOptions, extract_pdf, is_pdf
-from imagesearch.imaging import DecodedImage, DecodedPage, ImageRejected, decode_image, encode_pixels
+from imagesearch.imaging import DecodedImage, DecodedPage, ImageRejected, check_jpeg, decode_image, encode_pixels
 from imagesearch.models import Collection, Document, Image, IngestChunk, Job
 from imagesearch.services.jobs import job_advance, job_create, job_finish, job_record_issues, job_start
 from imagesearch.sources import SourceError, SourceItem, SourceRejected, iter_source_items, read_source
@@ -92,8 +92,12 @@ def collection_get_or_create(*, name: str = DEFAULT_COLLECTION) -> Collection:
 
 
 def _already_stored(sha256: str) -> bool:
-    """Whether an image or a document with these bytes is in the library."""
-    return Image.objects.filter(sha256=sha256).exists() or Document.objects.filter(sha256=sha256).exists()
+    """Whether an image or a document with these bytes is in the library (one round trip)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {Image._meta.db_table} WHERE sha256 = %s) "
+            f"OR EXISTS (SELECT 1 FROM {Document._meta.db_table} WHERE sha256 = %s)", [sha256, sha256])
+        return cursor.fetchone()[0]
 
 
 def _check_size(data: bytes) -> None:
@@ -165,8 +169,9 @@ def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, l
         for picture in contents.pictures:
             try:
                 if picture.jpeg is not None:
-                    page = decode_image(picture.jpeg, max_pixels=settings.IMAGE_MAX_PIXELS,
-                                        thumbnail_size=settings.THUMBNAIL_SIZE).pages[0]
+                    # checked now, thumbnailed when first shown (library.thumbnail_ensure)
+                    width, height = check_jpeg(picture.jpeg, max_pixels=settings.IMAGE_MAX_PIXELS)
+                    page = DecodedPage(width=width, height=height, thumbnail=b"")
                     file_bytes, extension, fmt, media_type = picture.jpeg, ".jpg", "JPEG", "image/jpeg"
                 else:
                     page = encode_pixels(picture.pixels, max_pixels=settings.IMAGE_MAX_PIXELS,
@@ -193,7 +198,7 @@ def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, l
         "page_sizes": contents.page_sizes,
         "file": original,
         "file_size": len(data),
-        "metadata": {"skipped": dict(contents.skipped), "page_errors": contents.page_errors[:100]},
+        "metadata": {"skipped": dict(contents.skipped), "page_errors": prepared.warnings[:100]},
     }
     return prepared
 
@@ -204,7 +209,8 @@ def _stored_picture(
 ) -> _PreparedImage:
     file_name, thumb = storage.original_name(sha256, extension), storage.thumbnail_name(sha256)
     _store(prepared, file_name, file_bytes)
-    _store(prepared, thumb, page.thumbnail)
+    if page.thumbnail:
+        _store(prepared, thumb, page.thumbnail)
     return _PreparedImage(
         sha256=sha256, file_name=file_name, thumbnail_name=thumb, file_size=len(file_bytes),
         width=page.width, height=page.height, format=fmt, media_type=media_type, **fields,
@@ -328,8 +334,9 @@ def ingest_job_create(
     chunk_size: int | None = None,
     upload_dir: str | None = None,
 ) -> Job:
-    """List the sources under ``paths`` and split them into chunks of one job: each
-    document (PDF) a chunk of its own, other files ``chunk_size`` at a time.
+    """List the sources under ``paths`` and split them into chunks of one job: documents
+    (PDFs) whole, a few small ones or one large one a chunk (``_document_chunks``), other
+    files ``chunk_size`` at a time.
 
     Paths that yield nothing (missing, unreadable archives) are recorded as issues.
     ``upload_dir``: a folder of uploaded files, removed when the job has finished.
@@ -338,14 +345,16 @@ def ingest_job_create(
     paths = [str(Path(p).expanduser().absolute()) for p in paths]
     collection = collection_get_or_create(name=collection_name)
     items: list[list] = []
-    documents: list[list] = []
+    documents: list[SourceItem] = []
     problems: list[tuple[str, str]] = []
     for entry in iter_source_items(paths, label_from_folder=label_from_folder):
         if isinstance(entry, SourceError):
             problems.append((entry.display, entry.reason))
+        elif entry.is_document:
+            documents.append(entry)
         else:
-            (documents if entry.is_document else items).append(entry.to_json())
-    chunks = [[d] for d in documents] + [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
+            items.append(entry.to_json())
+    chunks = _document_chunks(documents) + [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     total = len(items) + len(documents)
     with transaction.atomic():
         job = job_create(
@@ -369,6 +378,26 @@ def ingest_job_create(
             job_finish(job_id=job.pk, message="Nothing to import.", result=_job_result(job.pk, len(problems)))
             _remove_upload_dir(job.params)
     return job
+
+
+def _document_chunks(documents: list[SourceItem]) -> list[list]:
+    """Each document goes whole into one chunk (one task, one transaction); small ones share a
+    chunk up to INGEST_DOCUMENTS_PER_CHUNK documents or INGEST_DOCUMENT_CHUNK_BYTES bytes, so that
+    a task's fixed cost (its queries, the broker) is not paid per one-page PDF."""
+    chunks: list[list] = []
+    current: list[list] = []
+    current_bytes = 0
+    for item in documents:
+        size = item.size or 0
+        if current and (len(current) >= settings.INGEST_DOCUMENTS_PER_CHUNK
+                        or current_bytes + size > settings.INGEST_DOCUMENT_CHUNK_BYTES):
+            chunks.append(current)
+            current, current_bytes = [], 0
+        current.append(item.to_json())
+        current_bytes += size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _listing_message(images: int, documents: int, collection: str) -> str:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from imagesearch import storage
+from imagesearch.imaging import make_thumbnail
 from imagesearch.models import Document, Image
 
 
@@ -18,6 +19,21 @@ def image_delete(*, image: Image) -> None:
     with transaction.atomic():
         image.delete()
         transaction.on_commit(lambda: storage.remove_files(names))
+
+
+def thumbnail_ensure(*, name: str) -> bool:
+    """Make a library image's thumbnail if it is not stored yet; False when no image has it.
+
+    Photos taken from documents get theirs when first shown: an import of millions of
+    document images then runs near PDFium's own speed, and most are never looked at.
+    """
+    image = Image.objects.filter(thumbnail=name).only("file", "thumbnail").first()
+    if image is None:
+        return False
+    if not storage.media_path(name).exists():
+        data = storage.media_path(image.file.name).read_bytes()
+        storage.store_bytes(name, make_thumbnail(data, thumbnail_size=settings.THUMBNAIL_SIZE))
+    return True
 
 
 def media_sweep_orphans(*, min_age_seconds: float = 3600, batch_size: int = 2000) -> int:

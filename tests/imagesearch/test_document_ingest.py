@@ -58,6 +58,7 @@ def test_a_folder_of_pdfs_and_scans_becomes_documents_whose_images_lead_back_to_
     document_folder, capsys, settings
 ):
     settings.DOCUMENT_RENDER_DPI = 50
+    settings.INGEST_DOCUMENTS_PER_CHUNK = 3
     call_command("import_documents", str(document_folder), "--inline", "--collection", "Reports")
     out = capsys.readouterr().out
 
@@ -95,13 +96,27 @@ def test_a_folder_of_pdfs_and_scans_becomes_documents_whose_images_lead_back_to_
     assert job.result["documents"] == 7 and job.result["imported"] == 18 and job.result["failed"] == 3
     assert (job.status, job.progress_done, job.progress_total) == ("succeeded", 11, 11)
     assert "Imported 7 documents and 18 images; 0 already in the library; 3 failed." in out
-    # each PDF was a task of its own; the other files shared one
-    assert sorted(len(c.items) for c in IngestChunk.objects.all()) == [1] * 9 + [2]
+    # the 9 PDFs went whole into tasks of up to 3 documents; the two other files shared one
+    assert sorted(len(c.items) for c in IngestChunk.objects.all()) == [2, 3, 3, 3]
 
     # importing the folder again adds nothing: documents are recognised by their SHA-256
     call_command("import_documents", str(document_folder), "--inline", "--collection", "Reports")
     assert "Imported 0 images; 8 already in the library; 3 failed." in capsys.readouterr().out
     assert Document.objects.count() == 7 and Image.objects.count() == 18
+
+
+@pytest.mark.django_db
+def test_large_documents_get_a_task_of_their_own_and_small_ones_share(tmp_path, settings):
+    sizes = {"big.pdf": 5000, "small1.pdf": 1000, "small2.pdf": 1000, "small3.pdf": 1500, "photo.jpg": 10}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    settings.INGEST_DOCUMENT_CHUNK_BYTES = 3000
+    settings.INGEST_DOCUMENTS_PER_CHUNK = 8
+    job = ingest_job_create(paths=[tmp_path])
+    chunks = [[item[0].rsplit("/", 1)[-1] for item in c.items] for c in IngestChunk.objects.filter(job=job)
+              .order_by("index")]
+    assert chunks == [["big.pdf"], ["small1.pdf", "small2.pdf"], ["small3.pdf"], ["photo.jpg"]]
+    assert job.message == "4 documents and 1 file to import into Default"
 
 
 @pytest.mark.django_db
@@ -162,4 +177,6 @@ def test_a_process_killed_in_the_middle_of_a_document_leaves_nothing_and_the_ret
     # the killed run's files are either used by the redo or swept as orphans
     media_sweep_orphans(min_age_seconds=0)
     for image in document.images.all():
-        assert storage.media_path(image.file.name).exists() and storage.media_path(image.thumbnail.name).exists()
+        assert storage.media_path(image.file.name).exists()
+        # rendered pages have their thumbnail; embedded photos get theirs when first shown
+        assert storage.media_path(image.thumbnail.name).exists() == (image.metadata["kind"] == "page")
