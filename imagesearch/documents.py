@@ -261,12 +261,14 @@ def _take_pictures(
     for c in chosen:
         by_page.setdefault(c.page_index, []).append(c)
     for index in sorted(set(by_page) | set(renders)):
+        wanted = {c.object_index: c for c in by_page.get(index, []) if c.jpeg is None}
+        for c in by_page.get(index, []):
+            if c.jpeg is not None:  # the stream read in the first pass is the picture
+                contents.pictures.append(PdfPicture(index + 1, c.bbox, EMBEDDED, jpeg=c.jpeg))
+        if not wanted and index not in renders:
+            continue
         page = pdf[index]
         try:
-            wanted = {c.object_index: c for c in by_page.get(index, []) if c.jpeg is None}
-            for c in by_page.get(index, []):
-                if c.jpeg is not None:
-                    contents.pictures.append(PdfPicture(index + 1, c.bbox, EMBEDDED, jpeg=c.jpeg))
             if wanted:
                 for object_index, obj in enumerate(_image_objects(page)):
                     if object_index in wanted:

@@ -166,26 +166,26 @@ def _thumbnail(im: Image.Image, size: int, transpose: Image.Transpose | None = N
 
 
 def check_jpeg(data: bytes, *, max_pixels: int) -> tuple[int, int]:
-    """Validate a JPEG without making its thumbnail: (width, height). Raises ImageRejected.
+    """Check a JPEG without decoding it: (width, height). Raises ImageRejected.
 
-    Decoding at the smallest DCT scale (1/8) still reads every entropy-coded block, so a
-    truncated or corrupt stream fails here, at a fraction of a full decode's cost.
+    Reads the header (markers up to the scan) and checks that the stream ends with its
+    end-of-image marker, which catches the damage a decode would (truncation) at no cost;
+    the pixels are decoded when the thumbnail or the embedding is made. For JPEG streams
+    taken from PDFs, where decoding would cost more than taking them out.
     """
+    if data[-2:] != b"\xff\xd9" and b"\xff\xd9" not in data[-64:]:  # padding after EOI is allowed
+        raise ImageRejected(CORRUPT.format(detail="the JPEG stream has no end-of-image marker"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=("JPEG",))
-        width, height = im.size
-        if width * height > max_pixels:
-            raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
-        im.draft("RGB", (1, 1))
-        im.load()
-    except ImageRejected:
-        raise
     except UnidentifiedImageError:
         raise ImageRejected(NOT_AN_IMAGE) from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageRejected(CORRUPT.format(detail=exc)) from None
+    width, height = im.size
+    if width * height > max_pixels:
+        raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
     return width, height
 
 

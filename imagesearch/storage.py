@@ -32,10 +32,14 @@ def store_bytes(name: str, data: bytes) -> bool:
     path = media_path(name)
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
     try:
-        with open(temp, "wb") as fh:
+        try:
+            fh = open(temp, "wb")
+        except FileNotFoundError:  # the folder's first file (checking first would cost every file a call)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(temp, "wb")
+        with fh:
             fh.write(data)
         os.replace(temp, path)
     except BaseException:

@@ -9,7 +9,7 @@ def workers_online(queue: str | None = None, timeout: float = 1.0) -> bool:
 
     try:
         if queue is None:
-            return bool(app.control.ping(timeout=timeout))
+            return bool(app.control.ping(timeout=timeout, limit=1))  # the first answer is enough
         replies = app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception:  # broker unreachable: callers fall back to working in-process
         return False

@@ -169,7 +169,7 @@ def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, l
         for picture in contents.pictures:
             try:
                 if picture.jpeg is not None:
-                    # checked now, thumbnailed when first shown (library.thumbnail_ensure)
+                    # its header checked now; decoded when first shown (library.thumbnail_ensure)
                     width, height = check_jpeg(picture.jpeg, max_pixels=settings.IMAGE_MAX_PIXELS)
                     page = DecodedPage(width=width, height=height, thumbnail=b"")
                     file_bytes, extension, fmt, media_type = picture.jpeg, ".jpg", "JPEG", "image/jpeg"
@@ -237,9 +237,8 @@ def _store(prepared: _Prepared, name: str, data: bytes) -> None:
         prepared.created_files.append(name)
 
 
-def _insert(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> IngestOutcome:
-    """Insert the rows of one prepared item in a savepoint; a conflict on its own hash is a duplicate."""
-    rows = [
+def _image_rows(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> list[Image]:
+    return [
         Image(
             collection_id=collection_id, page_number=p.page_number, bbox=list(p.bbox) if p.bbox else None,
             file=p.file_name, thumbnail=p.thumbnail_name, sha256=p.sha256, file_size=p.file_size,
@@ -249,21 +248,65 @@ def _insert(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> I
         )
         for p in prepared.images
     ]
+
+
+def _document_row(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> Document:
+    return Document(
+        collection_id=collection_id, sha256=prepared.sha256, original_name=prepared.original_name,
+        source_path=prepared.source, ingest_job_id=job_id, **prepared.document,
+    )
+
+
+def _insert_all(prepared_items: list[_Prepared], *, collection_id: int, job_id: int | None) -> list[IngestOutcome]:
+    """Insert the rows of a chunk's items: all documents in one statement and all pictures in
+    another, when nothing collides; otherwise item by item (``_insert``), each in a savepoint.
+
+    A picture already in the library (a page of another document, a blank page, a logo)
+    stays where it is, and the document's other pictures go in.
+    """
+    if not prepared_items:
+        return []
+    shas = [p.sha256 for item in prepared_items for p in item.images]
+    known = set(Image.objects.filter(sha256__in=shas).values_list("sha256", flat=True)) if shas else set()
+    try:
+        with transaction.atomic():
+            documents = [_document_row(item, collection_id=collection_id, job_id=job_id)
+                         for item in prepared_items if item.document is not None]
+            Document.objects.bulk_create(documents)
+            by_item = iter(documents)
+            rows_per_item = []
+            for item in prepared_items:
+                document = next(by_item) if item.document is not None else None
+                rows = [row for row in _image_rows(item, collection_id=collection_id, job_id=job_id)
+                        if row.sha256 not in known]
+                for row in rows:
+                    row.document = document
+                rows_per_item.append((item, document, rows))
+            Image.objects.bulk_create([row for _item, _document, rows in rows_per_item for row in rows])
+    except IntegrityError:
+        # Another worker committed some of these bytes meanwhile: its rows own them.
+        return [_insert(item, collection_id=collection_id, job_id=job_id) for item in prepared_items]
+    return [
+        IngestOutcome(item.source, IMPORTED, image_ids=[row.pk for row in rows],
+                      document_id=document.pk if document else None, warnings=item.warnings)
+        for item, document, rows in rows_per_item
+    ]
+
+
+def _insert(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> IngestOutcome:
+    """Insert the rows of one prepared item in a savepoint; a conflict on its own hash is a duplicate."""
+    rows = _image_rows(prepared, collection_id=collection_id, job_id=job_id)
     try:
         with transaction.atomic():
             if prepared.document is None:
                 image_ids = [row.pk for row in Image.objects.bulk_create(rows)]
                 document_id = None
             else:
-                document = Document.objects.create(
-                    collection_id=collection_id, sha256=prepared.sha256, original_name=prepared.original_name,
-                    source_path=prepared.source, ingest_job_id=job_id, **prepared.document,
-                )
+                document = _document_row(prepared, collection_id=collection_id, job_id=job_id)
+                document.save()
                 for row in rows:
                     row.document = document
-                # A picture already in the library (a page of another document, a blank
-                # page, a logo) stays where it is; the document's other pictures go in.
-                Image.objects.bulk_create(rows, ignore_conflicts=True)
+                Image.objects.bulk_create(rows, ignore_conflicts=True)  # see _insert_all
                 image_ids = list(document.images.order_by("pk").values_list("pk", flat=True))
                 document_id = document.pk
     except IntegrityError:
@@ -486,8 +529,7 @@ def _commit_chunk(
         job = Job.objects.select_for_update().get(pk=chunk.job_id)
         if chunk.status == IngestChunk.Status.DONE:
             return  # a parallel run of this chunk finished first; its rows own the files
-        for prepared in prepared_items:
-            outcomes.append(_insert(prepared, collection_id=collection_id, job_id=job.pk))
+        outcomes.extend(_insert_all(prepared_items, collection_id=collection_id, job_id=job.pk))
         failures = [(o.source, o.message) for o in outcomes if o.status == FAILED]
         warnings = [(f"{o.source} ({w.split(':', 1)[0]})", w) for o in outcomes for w in o.warnings]
         _embed_when_committed([i for o in outcomes if o.status == IMPORTED for i in o.image_ids])
