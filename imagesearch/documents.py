@@ -79,6 +79,7 @@ class PdfPicture:
     kind: str  # EMBEDDED, PAGE or FIGURE
     jpeg: bytes | None = None
     pixels: Image.Image | None = None
+    sha256: str = ""  # of ``jpeg``, when there is one
 
 
 @dataclass
@@ -204,9 +205,32 @@ def _page_bounds(obj: pdfium.PdfObject) -> tuple[float, float, float, float]:
     return box
 
 
+def _objects(
+    page: pdfium.PdfPage, types: tuple[int, ...], form: pdfium.PdfObject | None = None, level: int = 0,
+) -> Iterator[pdfium.PdfObject]:
+    """The page's objects of ``types``, those inside Form XObjects too (many producers wrap every
+    figure in one). Like ``PdfPage.get_objects``, but only the objects wanted get a Python
+    wrapper: a page of text has hundreds of others."""
+    parent = form if form is not None else page
+    count, get = ((pdfium_c.FPDFFormObj_CountObjects, pdfium_c.FPDFFormObj_GetObject) if form is not None
+                  else (pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject))
+    for index in range(count(parent)):
+        raw = get(parent, index)
+        kind = pdfium_c.FPDFPageObj_GetType(raw)
+        if kind in types:
+            yield pdfium.PdfObject(raw, page=page, pdf=page.pdf, container=form, level=level)
+        if kind == pdfium_c.FPDF_PAGEOBJ_FORM and level < _MAX_FORM_DEPTH:
+            inner = pdfium.PdfObject(raw, page=page, pdf=page.pdf, container=form, level=level)
+            yield from _objects(page, types, inner, level + 1)
+
+
+_MAX_FORM_DEPTH = 8
+_IMAGE = (pdfium_c.FPDF_PAGEOBJ_IMAGE,)
+_DRAWING = (pdfium_c.FPDF_PAGEOBJ_PATH, pdfium_c.FPDF_PAGEOBJ_SHADING)
+
+
 def _image_objects(page: pdfium.PdfPage) -> Iterator[pdfium.PdfImage]:
-    # Images inside Form XObjects count too: many producers wrap every figure in one.
-    return page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=8)
+    return _objects(page, _IMAGE)
 
 
 def _scan_page(
@@ -228,10 +252,12 @@ def _scan_page(
             skipped["small"] += 1
             continue
         raw = bytes(obj.get_data(decode_simple=False))
-        key = hashlib.sha256(raw + f"{metadata.width}x{metadata.height}".encode()).hexdigest()
+        # the same stream drawn again is the same image; for a JPEG it is also the file's hash
+        key = hashlib.sha256(raw).hexdigest()
         is_jpeg = obj.get_filters() == ["DCTDecode"] and metadata.colorspace in (
             pdfium_c.FPDF_COLORSPACE_DEVICEGRAY, pdfium_c.FPDF_COLORSPACE_DEVICERGB)
-        found.append(_Candidate(index, object_index, key, box, raw if is_jpeg else None))
+        found.append(_Candidate(index, object_index, key if is_jpeg else f"{key}-{metadata.width}x{metadata.height}",
+                                box, raw if is_jpeg else None))
     candidates.extend(found)
     return []
 
@@ -264,7 +290,7 @@ def _take_pictures(
         wanted = {c.object_index: c for c in by_page.get(index, []) if c.jpeg is None}
         for c in by_page.get(index, []):
             if c.jpeg is not None:  # the stream read in the first pass is the picture
-                contents.pictures.append(PdfPicture(index + 1, c.bbox, EMBEDDED, jpeg=c.jpeg))
+                contents.pictures.append(PdfPicture(index + 1, c.bbox, EMBEDDED, jpeg=c.jpeg, sha256=c.key))
         if not wanted and index not in renders:
             continue
         page = pdf[index]
@@ -320,7 +346,7 @@ def _figure_regions(page: pdfium.PdfPage, geometry: _PageGeometry) -> list[tuple
     """Boxes of dense vector drawing: clusters of path and shading objects."""
     boxes = [
         geometry.to_display(*_page_bounds(obj))
-        for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH, pdfium_c.FPDF_PAGEOBJ_SHADING], max_depth=8)
+        for obj in _objects(page, _DRAWING)
     ]
     clusters: list[list] = []  # [box, count]
     for box in boxes:

@@ -155,7 +155,7 @@ IMAGE_MAX_PAGES = env_int("IMAGE_MAX_PAGES", 1000)
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 256)
 INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 64)
 # Documents are imported whole by one task each; small ones share a task up to these bounds.
-INGEST_DOCUMENTS_PER_CHUNK = env_int("INGEST_DOCUMENTS_PER_CHUNK", 8)
+INGEST_DOCUMENTS_PER_CHUNK = env_int("INGEST_DOCUMENTS_PER_CHUNK", 16)
 INGEST_DOCUMENT_CHUNK_BYTES = env_int("INGEST_DOCUMENT_CHUNK_BYTES", 32 * 1024 * 1024)
 # Documents (PDF): each is one import task. Embedded images smaller than DOCUMENT_MIN_IMAGE_SIDE
 # pixels on either side, or drawn on DOCUMENT_REPEATED_IMAGE_PAGES pages or more (logos), are left

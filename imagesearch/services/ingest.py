@@ -180,7 +180,7 @@ def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, l
             except ImageRejected as exc:
                 prepared.warnings.append(f"page {picture.page_number}: an image was left out ({exc})")
                 continue
-            image_sha = hashlib.sha256(file_bytes).hexdigest()
+            image_sha = picture.sha256 or hashlib.sha256(file_bytes).hexdigest()
             if image_sha in seen:
                 continue
             seen.add(image_sha)
@@ -539,7 +539,7 @@ def _commit_chunk(
         chunk.failed = len(failures)
         chunk.status = IngestChunk.Status.DONE
         chunk.finished_at = timezone.now()
-        chunk.save()
+        chunk.save(update_fields=["imported", "documents", "duplicates", "failed", "status", "finished_at"])
         job_record_issues(job_id=job.pk, issues=failures + warnings)
         job_advance(job_id=job.pk, done=len(chunk.items))
         if IngestChunk.objects.filter(job_id=job.pk, status=IngestChunk.Status.PENDING).exists():

@@ -10,7 +10,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, ExpressionWrapper, F, FloatField, Value, When
+from django.db.models.functions import Cast, Extract, Greatest
 from django.utils import timezone
 
 from imagesearch.models import Job, JobIssue
@@ -54,15 +55,19 @@ def job_log(*, job_id: int, line: str) -> None:
 
 def job_advance(*, job_id: int, done: int) -> None:
     """Add ``done`` items to the job's progress and recompute its rate (items/s)."""
-    updates = {"progress_done": F("progress_done") + done, "updated_at": timezone.now()}
+    now = timezone.now()
+    updates = {
+        "progress_done": F("progress_done") + done,
+        "updated_at": now,
+        # items per second since the start, in the same statement (no read back)
+        "rate": Case(When(started_at__isnull=True, then=F("rate")), default=ExpressionWrapper(
+            Cast(F("progress_done") + done, FloatField()) / Greatest(
+                Extract(Value(now) - F("started_at"), "epoch"), Value(1e-3)), output_field=FloatField())),
+    }
     worker = current_worker()
     if worker:
         updates["worker"] = worker
     Job.objects.filter(pk=job_id).update(**updates)
-    job = Job.objects.only("progress_done", "started_at").get(pk=job_id)
-    if job.started_at:
-        elapsed = max((timezone.now() - job.started_at).total_seconds(), 1e-3)
-        Job.objects.filter(pk=job_id).update(rate=job.progress_done / elapsed)
 
 
 def job_finish(

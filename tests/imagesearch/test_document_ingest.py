@@ -95,6 +95,7 @@ def test_a_folder_of_pdfs_and_scans_becomes_documents_whose_images_lead_back_to_
     job = Job.objects.get()
     assert job.result["documents"] == 7 and job.result["imported"] == 18 and job.result["failed"] == 3
     assert (job.status, job.progress_done, job.progress_total) == ("succeeded", 11, 11)
+    assert job.rate > 0 and job.result["images_per_second"] > 0
     assert "Imported 7 documents and 18 images; 0 already in the library; 3 failed." in out
     # the 9 PDFs went whole into tasks of up to 3 documents; the two other files shared one
     assert sorted(len(c.items) for c in IngestChunk.objects.all()) == [2, 3, 3, 3]
