@@ -228,7 +228,9 @@ def filesystem_broker_options(folder: Path) -> dict:
         "data_folder_out": str(folder / "queue"),
         "control_folder": str(folder / "control"),
         "processed_folder": str(folder / "processed"),
-        "polling_interval": 0.05,
+        # a worker whose tasks are all taken sleeps this long before it looks for the next one:
+        # short, or a stream of short import tasks idles the pool (an idle poll lists one folder)
+        "polling_interval": 0.01,
     }
 
 

@@ -55,7 +55,7 @@ class Command(BaseCommand):
                 ingest_job_run_inline(job_id=job.pk, on_chunk_done=lambda: self._update(bar, job.pk))
             else:
                 ingest_job_dispatch(job_id=job.pk)
-                job_wait(job_id=job.pk, on_poll=lambda j: self._show(bar, j))
+                job_wait(job_id=job.pk, poll_seconds=0.2, on_poll=lambda j: self._show(bar, j))
         except KeyboardInterrupt:
             job_cancel(job_id=job.pk, message="Interrupted by the user.")
             bar.close()
