@@ -222,6 +222,7 @@ def _prepare_document(prepared: _Prepared, decoded: DecodedImage, original: str,
         page_sha = hashlib.sha256(page.page_png).hexdigest()
         prepared.images.append(_stored_picture(
             prepared, page, page.page_png, page_sha, ".png", "PNG", "image/png", page_number=page.page_number,
+            metadata={"kind": "page"},
         ))
     return {
         "title": Path(prepared.original_name).stem or prepared.original_name,
