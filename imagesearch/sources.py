@@ -103,11 +103,15 @@ def read_source(item: SourceItem, *, max_bytes: int) -> bytes:
     """Read an item's bytes, refusing anything over ``max_bytes`` before reading it."""
     try:
         if item.member is None:
-            size = os.stat(item.path).st_size
-            if size > max_bytes:
-                raise SourceRejected(TOO_LARGE.format(size=size, limit=max_bytes))
             with open(item.path, "rb") as fh:
-                return fh.read(max_bytes + 1)
+                size = os.fstat(fh.fileno()).st_size
+                if size > max_bytes:
+                    raise SourceRejected(TOO_LARGE.format(size=size, limit=max_bytes))
+                # read(n) sets aside n bytes first: ask for what the file holds, not for the limit
+                data = fh.read(size + 1)
+            if len(data) > max_bytes:  # it grew while we read
+                raise SourceRejected(TOO_LARGE.format(size=len(data), limit=max_bytes))
+            return data
         with zipfile.ZipFile(item.path) as archive:
             info = archive.getinfo(item.member)
             if info.flag_bits & 0x1:
@@ -115,11 +119,13 @@ def read_source(item: SourceItem, *, max_bytes: int) -> bytes:
             if info.file_size > max_bytes:
                 raise SourceRejected(TOO_LARGE.format(size=info.file_size, limit=max_bytes))
             with archive.open(info) as fh:
-                # Bounded read: a member whose header lies about its size cannot
-                # inflate past the limit.
-                data = fh.read(max_bytes + 1)
+                # Bounded read: a member whose header lies about its size cannot inflate past
+                # the limit (nor past its stated size by more than a byte, which tells).
+                data = fh.read(min(info.file_size, max_bytes) + 1)
             if len(data) > max_bytes:
                 raise SourceRejected(TOO_LARGE.format(size=len(data), limit=max_bytes))
+            if len(data) > info.file_size:
+                raise SourceRejected(UNREADABLE.format(detail="the member is larger than its header says"))
             return data
     except SourceRejected:
         raise
