@@ -57,6 +57,7 @@ class Page:
     ops: list[str] = field(default_factory=list)
     xobjects: dict[str, int] = field(default_factory=dict)
     rotate: int = 0  # the page's /Rotate: how viewers turn it (clockwise degrees)
+    cropbox: tuple[float, float, float, float] | None = None  # /CropBox, when not the media box
 
     def text(self, text: str, x: float, y: float, size: float = 12) -> None:
         """Show ``text`` in Helvetica with its baseline starting at (x, y)."""
@@ -117,20 +118,32 @@ class PdfBuilder:
             f"/Type /XObject /Subtype /Image /Width {width} /Height {height} {entries}", data))
         return XObject(num, f"Im{num}", width, height)
 
-    def add_page(self, width: float = 612, height: float = 792, rotate: int = 0) -> Page:
+    def add_page(self, width: float = 612, height: float = 792, rotate: int = 0,
+                 cropbox: tuple[float, float, float, float] | None = None) -> Page:
         """Append a page of ``width`` x ``height`` points (US Letter by default)."""
-        page = Page(self, width, height, num=self._add(), contents_num=self._add(), rotate=rotate)
+        page = Page(self, width, height, num=self._add(), contents_num=self._add(), rotate=rotate,
+                    cropbox=cropbox)
         self._pages.append(page)
         return page
 
-    def jpeg(self, data: bytes) -> XObject:
-        """An image XObject holding the JPEG bytes unchanged (/DCTDecode)."""
+    @staticmethod
+    def _cropbox(page: Page) -> str:
+        return "" if page.cropbox is None else "/CropBox [%s] " % " ".join(_num(v) for v in page.cropbox)
+
+    def jpeg(self, data: bytes, icc_profile: bytes | None = None) -> XObject:
+        """An image XObject holding the JPEG bytes unchanged (/DCTDecode); with ``icc_profile``
+        its colour space is [/ICCBased …], as Word, InDesign and Acrobat write."""
         with Image.open(io.BytesIO(data)) as im:
             mode, (width, height), info = im.mode, im.size, im.info
         spaces = {"L": "DeviceGray", "RGB": "DeviceRGB", "CMYK": "DeviceCMYK"}
         if mode not in spaces:
             raise ValueError(f"unsupported JPEG mode {mode!r}")
-        entries = f"/ColorSpace /{spaces[mode]} /BitsPerComponent 8 /Filter /DCTDecode"
+        space = f"/{spaces[mode]}"
+        if icc_profile is not None:
+            components = {"L": 1, "RGB": 3, "CMYK": 4}[mode]
+            profile = self._add(self._stream(f"/N {components}", icc_profile))
+            space = f"[/ICCBased {profile} 0 R]"
+        entries = f"/ColorSpace {space} /BitsPerComponent 8 /Filter /DCTDecode"
         if mode == "CMYK" and "adobe" in info:
             # Adobe (and Pillow) store CMYK JPEGs inverted; readers expect a Decode to undo it.
             entries += " /Decode [1 0 1 0 1 0 1 0]"
@@ -155,6 +168,12 @@ class PdfBuilder:
             entries += f" /SMask {mask.num} 0 R"
         # Pillow packs mode '1' rows MSB-first, padded to whole bytes, 1 = white: as PDF does.
         return self._image(entries, zlib.compress(im.tobytes()), *im.size)
+
+    def declared(self, width: int, height: int) -> XObject:
+        """An RGB image that declares ``width`` × ``height`` pixels but holds almost no data: the
+        header of a decompression bomb, which a reader must refuse before decoding."""
+        return self._image("/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode",
+                           zlib.compress(bytes(1024)), width, height)
 
     def stencil(self, im: Image.Image) -> XObject:
         """A 1-bit /ImageMask: black pixels are painted in the current fill colour."""
@@ -184,7 +203,7 @@ class PdfBuilder:
                 resources += f"/XObject << {refs} >>"
             self._objects[page.num - 1] = (
                 f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {_num(page.width)} {_num(page.height)}] "
-                f"/Rotate {page.rotate} /Resources << {resources} >> /Contents {page.contents_num} 0 R >>").encode()
+                f"/Rotate {page.rotate} {self._cropbox(page)}/Resources << {resources} >> /Contents {page.contents_num} 0 R >>").encode()
             content = zlib.compress("\n".join(page.ops).encode("latin-1"))
             self._objects[page.contents_num - 1] = self._stream("/Filter /FlateDecode", content)
         kids = " ".join(f"{page.num} 0 R" for page in self._pages)

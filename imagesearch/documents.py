@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image
@@ -51,6 +52,7 @@ SCAN_COVERAGE = 0.85
 # Vector figures: drawings closer than this (points) belong together; a figure has
 # at least this many drawing objects and is at least this large (points) both ways.
 FIGURE_GAP = 12.0
+FIGURE_CELL = 6.0
 FIGURE_MIN_OBJECTS = 8
 FIGURE_MIN_SIDE = 72.0
 
@@ -90,9 +92,13 @@ class PdfContents:
     page_errors: list[str] = field(default_factory=list)
 
 
+_IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
 def is_pdf(data: bytes) -> bool:
-    # The header may follow up to 1 KB of junk, which readers accept.
-    return PDF_MAGIC in data[:1024]
+    # The header may follow up to 1 KB of junk, which readers accept; an image whose
+    # metadata happens to hold "%PDF-" is still an image.
+    return not data.startswith(_IMAGE_MAGIC) and PDF_MAGIC in data[:1024]
 
 
 def open_pdf(source: bytes | str) -> pdfium.PdfDocument:
@@ -108,13 +114,11 @@ def open_pdf(source: bytes | str) -> pdfium.PdfDocument:
 
 
 def extract_pdf(data: bytes, options: PdfOptions = PdfOptions()) -> PdfContents:
-    """The pictures of a PDF, in page order. Raises DocumentRejected for a PDF it cannot read."""
-    with PDFIUM_LOCK:
-        pdf = open_pdf(data)
-        try:
-            return _extract(pdf, options)
-        finally:
-            pdf.close()
+    """All the pictures of a PDF at once (small documents, tests); the importer streams them
+    with ``PdfPictures``. Raises DocumentRejected for a PDF it cannot read."""
+    with PdfPictures(data, options) as pdf:
+        pictures = list(pdf)
+    return PdfContents(pdf.page_sizes, pictures, pdf.skipped, pdf.page_errors)
 
 
 @dataclass
@@ -123,51 +127,213 @@ class _Candidate:
     object_index: int  # among the page's image objects, in PDFium's order
     key: str  # hash of the raw stream: the same image drawn again has the same key
     bbox: tuple[float, float, float, float]
-    jpeg: bytes | None
+    is_jpeg: bool
+    full_page: bool
+    jpeg: bytes | None = None  # kept from the first pass while the budget allows
 
 
-def _extract(pdf: pdfium.PdfDocument, options: PdfOptions) -> PdfContents:
-    page_count = len(pdf)
-    if page_count == 0:
-        raise DocumentRejected(NO_PAGES)
-    if page_count > options.max_pages:
-        raise DocumentRejected(TOO_MANY_PAGES.format(pages=page_count, limit=options.max_pages))
-    contents = PdfContents(page_sizes=[])
-    candidates: list[_Candidate] = []
-    renders: dict[int, list[tuple[str, tuple]]] = {}  # page index → (kind, bbox) to render
-    for index in range(page_count):
+# JPEG streams read in the first pass are kept for the second up to this many bytes a document
+# (re-reading them would load every page twice); beyond it they are read again.
+_KEPT_JPEG_BYTES = 64 * 1024 * 1024
+# the formats whose stream is a JPEG file as it is: 1 or 3 components (CMYK JPEGs in PDFs are
+# often stored inverted, so they are decoded instead)
+_PLAIN_COLOURS = {pdfium_c.FPDF_COLORSPACE_DEVICEGRAY, pdfium_c.FPDF_COLORSPACE_DEVICERGB,
+                  pdfium_c.FPDF_COLORSPACE_CALGRAY, pdfium_c.FPDF_COLORSPACE_CALRGB}
+
+
+class PdfPictures:
+    """The pictures of one PDF, taken page by page, so that a 1,000-page scan is never in memory
+    at once. A first pass notes every image (where, how big, a hash of its stream), so that
+    images repeated across pages are known before any is taken; iterating takes the pictures.
+
+        with PdfPictures(data, options) as pdf:
+            for picture in pdf: ...
+            pdf.page_sizes, pdf.skipped, pdf.page_errors
+
+    PDFium is not thread-safe: the module lock is held from opening to closing.
+    """
+
+    def __init__(self, data: bytes, options: PdfOptions = PdfOptions()):
+        self.options = options
+        self.page_sizes: list[tuple[float, float]] = []
+        self.skipped: Counter = Counter()
+        self.page_errors: list[str] = []
+        PDFIUM_LOCK.acquire()
+        self._locked = True
+        self._pdf = None
         try:
-            page = pdf[index]
-        except pdfium.PdfiumError as exc:
-            contents.page_sizes.append((0.0, 0.0))
-            contents.page_errors.append(f"page {index + 1}: could not be read ({exc})")
-            continue
+            self._pdf = open_pdf(data)
+            self._plan()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> PdfPictures:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pdf, self._pdf = self._pdf, None
+        if pdf is not None:
+            pdf.close()
+        if self._locked:
+            self._locked = False
+            PDFIUM_LOCK.release()
+
+    # -- first pass: what to take ----------------------------------------------------
+
+    def _plan(self) -> None:
+        pdf, options = self._pdf, self.options
+        page_count = len(pdf)
+        if page_count == 0:
+            raise DocumentRejected(NO_PAGES)
+        if page_count > options.max_pages:
+            raise DocumentRejected(TOO_MANY_PAGES.format(pages=page_count, limit=options.max_pages))
+        candidates: list[_Candidate] = []
+        figures: dict[int, list[tuple]] = {}
+        unreadable = 0
+        for index in range(page_count):
+            try:
+                page = pdf[index]
+            except pdfium.PdfiumError as exc:
+                self.page_sizes.append((0.0, 0.0))
+                self.page_errors.append(f"page {index + 1}: could not be read ({exc})")
+                unreadable += 1
+                continue
+            try:
+                geometry = _PageGeometry(page)
+                self.page_sizes.append((round(geometry.width, 2), round(geometry.height, 2)))
+                candidates += self._page_candidates(page, index, geometry)
+                if options.vector_figures:
+                    figures[index] = _figure_regions(page, geometry)
+            except (pdfium.PdfiumError, ValueError) as exc:
+                self.page_errors.append(f"page {index + 1}: could not be read ({exc})")
+                unreadable += 1
+                if len(self.page_sizes) == index:  # one size per page, known or not
+                    self.page_sizes.append((0.0, 0.0))
+            finally:
+                page.close()
+        if unreadable == page_count:
+            raise DocumentRejected(NO_READABLE_PAGES)
+        self._choose(candidates, figures)
+
+    def _page_candidates(self, page: pdfium.PdfPage, index: int, geometry: _PageGeometry) -> list[_Candidate]:
+        found = []
+        page_area = geometry.width * geometry.height
+        for object_index, obj in enumerate(_image_objects(page)):
+            metadata = obj.get_metadata()
+            if metadata.colorspace == pdfium_c.FPDF_COLORSPACE_UNKNOWN and metadata.bits_per_pixel == 1:
+                self.skipped["mask"] += 1  # a stencil mask paints a colour through it; it is no picture
+                continue
+            if min(metadata.width, metadata.height) < self.options.min_image_side:
+                self.skipped["small"] += 1
+                continue
+            if metadata.width * metadata.height > self.options.max_pixels:
+                # refused before its pixels are decoded: a small file can declare a huge image
+                self.skipped["too many pixels"] += 1
+                self.page_errors.append(f"page {index + 1}: an image of {metadata.width}×{metadata.height} pixels "
+                                        f"was left out (IMAGE_MAX_PIXELS)")
+                continue
+            box = geometry.to_display(*_page_bounds(obj))
+            raw = bytes(obj.get_data(decode_simple=False))
+            is_jpeg = obj.get_filters() == ["DCTDecode"] and (
+                metadata.colorspace in _PLAIN_COLOURS
+                or (metadata.colorspace == pdfium_c.FPDF_COLORSPACE_ICCBASED and metadata.bits_per_pixel in (8, 24)))
+            # the same stream drawn again is the same image; for a JPEG it is also the file's hash
+            key = hashlib.sha256(raw).hexdigest()
+            found.append(_Candidate(
+                index, object_index, key if is_jpeg else f"{key}-{metadata.width}x{metadata.height}", box, is_jpeg,
+                full_page=geometry.area(box) >= SCAN_COVERAGE * page_area, jpeg=raw if is_jpeg else None,
+            ))
+        return found
+
+    def _choose(self, candidates: list[_Candidate], figures: dict[int, list[tuple]]) -> None:
+        """Decide, for every page, which images to take and what to render."""
+        pages_per_key: dict[str, set[int]] = {}
+        for c in candidates:
+            pages_per_key.setdefault(c.key, set()).add(c.page_index)
+        per_page: dict[int, list[_Candidate]] = {}
+        for c in candidates:
+            if len(pages_per_key[c.key]) >= self.options.repeated_image_pages:
+                self.skipped["repeated on many pages"] += 1  # a logo, a letterhead, a background
+            else:
+                per_page.setdefault(c.page_index, []).append(c)
+        self._take: dict[int, list[_Candidate]] = {}
+        self._render: dict[int, list[tuple[str, tuple]]] = {}
+        seen: set[str] = set()
+        kept_bytes = 0
+        for index in range(len(self.page_sizes)):
+            useful = per_page.get(index, [])
+            full_page = (0.0, 0.0, *self.page_sizes[index])
+            if useful and all(c.full_page for c in useful):
+                # a scan: the page is its picture (a full-page image beside other pictures is not)
+                self.skipped["scanned page image"] += len(useful)
+                self._render[index] = [(PAGE, full_page)]
+                continue
+            for c in useful:
+                if c.key in seen:
+                    self.skipped["duplicate in document"] += 1
+                    continue
+                seen.add(c.key)
+                if c.jpeg is not None:
+                    kept_bytes += len(c.jpeg)
+                    if kept_bytes > _KEPT_JPEG_BYTES:
+                        c.jpeg = None  # read again when taken
+                self._take.setdefault(index, []).append(c)
+            renders = [(FIGURE, box) for box in figures.get(index, [])]
+            if self.options.render_all_pages:
+                renders.append((PAGE, full_page))
+            if renders:
+                self._render[index] = renders
+
+    # -- second pass: the pictures --------------------------------------------------
+
+    def __iter__(self) -> Iterator[PdfPicture]:
+        for index in sorted(set(self._take) | set(self._render)):
+            take = self._take.get(index, [])
+            if all(c.jpeg is not None for c in take) and index not in self._render:
+                # the streams read in the first pass are the pictures: no need to load the page again
+                yield from (PdfPicture(index + 1, c.bbox, EMBEDDED, jpeg=c.jpeg, sha256=c.key) for c in take)
+                continue
+            try:
+                yield from self._page_pictures(index, take)
+            except (pdfium.PdfiumError, ValueError) as exc:
+                self.page_errors.append(f"page {index + 1}: pictures could not be taken ({exc})")
+
+    def _page_pictures(self, index: int, take: list[_Candidate]) -> Iterator[PdfPicture]:
+        page = self._pdf[index]
         try:
+            wanted = {c.object_index: c for c in take}
+            if wanted:
+                for object_index, obj in enumerate(_image_objects(page)):
+                    c = wanted.get(object_index)
+                    if c is None:
+                        continue
+                    if c.is_jpeg:
+                        jpeg = c.jpeg if c.jpeg is not None else bytes(obj.get_data(decode_simple=False))
+                        yield PdfPicture(index + 1, c.bbox, EMBEDDED, jpeg=jpeg, sha256=c.key)
+                    else:
+                        yield PdfPicture(index + 1, c.bbox, EMBEDDED, pixels=_pixels(obj))
             geometry = _PageGeometry(page)
-            contents.page_sizes.append((round(geometry.width, 2), round(geometry.height, 2)))
-            page_renders = _scan_page(page, index, geometry, options, candidates, contents.skipped)
-            if options.vector_figures and not page_renders:
-                page_renders = [(FIGURE, box) for box in _figure_regions(page, geometry)]
-            if options.render_all_pages and not any(kind == PAGE for kind, _ in page_renders):
-                page_renders.append((PAGE, geometry.full_page))
-            if page_renders:
-                renders[index] = page_renders
-        except pdfium.PdfiumError as exc:
-            contents.page_errors.append(f"page {index + 1}: could not be read ({exc})")
+            for kind, box in self._render.get(index, []):
+                im = render_region(page, geometry, box, dpi=self.options.render_dpi,
+                                   max_pixels=self.options.max_pixels)
+                if _is_blank(im):
+                    self.skipped["blank"] += 1
+                else:
+                    yield PdfPicture(index + 1, box, kind, pixels=im)
         finally:
             page.close()
-    if len(contents.page_errors) == page_count:
-        raise DocumentRejected(NO_READABLE_PAGES)
-    chosen = _choose(candidates, options, contents.skipped)
-    _take_pictures(pdf, chosen, renders, options, contents)
-    return contents
 
 
 class _PageGeometry:
     """Converts PDF user-space boxes to displayed, top-left-origin points."""
 
     def __init__(self, page: pdfium.PdfPage):
-        self.left, self.bottom, self.right, self.top = page.get_cropbox()
+        # the visible page: its crop box within its media box (inherited from the page tree)
+        self.left, self.bottom, self.right, self.top = page.get_bbox()
         self.rotation = page.get_rotation() % 360
         self.raw_width, self.raw_height = self.right - self.left, self.top - self.bottom
         swap = self.rotation in (90, 270)
@@ -233,87 +399,6 @@ def _image_objects(page: pdfium.PdfPage) -> Iterator[pdfium.PdfImage]:
     return _objects(page, _IMAGE)
 
 
-def _scan_page(
-    page: pdfium.PdfPage, index: int, geometry: _PageGeometry, options: PdfOptions,
-    candidates: list[_Candidate], skipped: Counter,
-) -> list[tuple[str, tuple]]:
-    """Note the page's useful images as candidates; returns a page render when it is a scan."""
-    found: list[_Candidate] = []
-    for object_index, obj in enumerate(_image_objects(page)):
-        box = geometry.to_display(*_page_bounds(obj))
-        if geometry.area(box) >= SCAN_COVERAGE * geometry.width * geometry.height:
-            skipped["scanned page image"] += 1
-            return [(PAGE, geometry.full_page)]
-        metadata = obj.get_metadata()
-        if metadata.colorspace == pdfium_c.FPDF_COLORSPACE_UNKNOWN and metadata.bits_per_pixel == 1:
-            skipped["mask"] += 1  # a stencil mask paints a colour through it; it is no picture
-            continue
-        if min(metadata.width, metadata.height) < options.min_image_side:
-            skipped["small"] += 1
-            continue
-        raw = bytes(obj.get_data(decode_simple=False))
-        # the same stream drawn again is the same image; for a JPEG it is also the file's hash
-        key = hashlib.sha256(raw).hexdigest()
-        is_jpeg = obj.get_filters() == ["DCTDecode"] and metadata.colorspace in (
-            pdfium_c.FPDF_COLORSPACE_DEVICEGRAY, pdfium_c.FPDF_COLORSPACE_DEVICERGB)
-        found.append(_Candidate(index, object_index, key if is_jpeg else f"{key}-{metadata.width}x{metadata.height}",
-                                box, raw if is_jpeg else None))
-    candidates.extend(found)
-    return []
-
-
-def _choose(candidates: list[_Candidate], options: PdfOptions, skipped: Counter) -> list[_Candidate]:
-    """The first occurrence of each image that does not repeat across many pages."""
-    pages_per_key: dict[str, set[int]] = {}
-    for c in candidates:
-        pages_per_key.setdefault(c.key, set()).add(c.page_index)
-    chosen, seen = [], set()
-    for c in candidates:
-        if len(pages_per_key[c.key]) >= options.repeated_image_pages:
-            skipped["repeated on many pages"] += 1
-        elif c.key in seen:
-            skipped["duplicate in document"] += 1
-        else:
-            seen.add(c.key)
-            chosen.append(c)
-    return chosen
-
-
-def _take_pictures(
-    pdf: pdfium.PdfDocument, chosen: list[_Candidate], renders: dict[int, list[tuple[str, tuple]]],
-    options: PdfOptions, contents: PdfContents,
-) -> None:
-    by_page: dict[int, list[_Candidate]] = {}
-    for c in chosen:
-        by_page.setdefault(c.page_index, []).append(c)
-    for index in sorted(set(by_page) | set(renders)):
-        wanted = {c.object_index: c for c in by_page.get(index, []) if c.jpeg is None}
-        for c in by_page.get(index, []):
-            if c.jpeg is not None:  # the stream read in the first pass is the picture
-                contents.pictures.append(PdfPicture(index + 1, c.bbox, EMBEDDED, jpeg=c.jpeg, sha256=c.key))
-        if not wanted and index not in renders:
-            continue
-        page = pdf[index]
-        try:
-            if wanted:
-                for object_index, obj in enumerate(_image_objects(page)):
-                    if object_index in wanted:
-                        c = wanted[object_index]
-                        contents.pictures.append(PdfPicture(index + 1, c.bbox, EMBEDDED, pixels=_pixels(obj)))
-            geometry = _PageGeometry(page) if index in renders else None
-            for kind, box in renders.get(index, []):
-                im = render_region(page, geometry, box, dpi=options.render_dpi, max_pixels=options.max_pixels)
-                if _is_blank(im):
-                    contents.skipped["blank"] += 1
-                else:
-                    contents.pictures.append(PdfPicture(index + 1, box, kind, pixels=im))
-        except pdfium.PdfiumError as exc:
-            contents.page_errors.append(f"page {index + 1}: pictures could not be taken ({exc})")
-        finally:
-            page.close()
-    contents.pictures.sort(key=lambda p: (p.page_number, p.bbox[1], p.bbox[0]))
-
-
 def _pixels(obj: pdfium.PdfImage) -> Image.Image:
     im = obj.get_bitmap(render=False).to_pil()
     # The bitmap's buffer belongs to PDFium and is freed with it: copy out.
@@ -343,45 +428,65 @@ def _is_blank(im: Image.Image) -> bool:
 
 
 def _figure_regions(page: pdfium.PdfPage, geometry: _PageGeometry) -> list[tuple[float, float, float, float]]:
-    """Boxes of dense vector drawing: clusters of path and shading objects."""
-    boxes = [
-        geometry.to_display(*_page_bounds(obj))
-        for obj in _objects(page, _DRAWING)
-    ]
-    clusters: list[list] = []  # [box, count]
-    for box in boxes:
-        merged = [box, 1]
-        for cluster in [c for c in clusters if _near(c[0], box)]:
-            clusters.remove(cluster)
-            merged = [_union(merged[0], cluster[0]), merged[1] + cluster[1]]
-        clusters.append(merged)
-    changed = True
-    while changed:  # merging can bring clusters within reach of each other
-        changed = False
-        for a in clusters:
-            for b in clusters:
-                if a is not b and _near(a[0], b[0]):
-                    clusters.remove(b)
-                    a[0], a[1] = _union(a[0], b[0]), a[1] + b[1]
-                    changed = True
-                    break
-            if changed:
-                break
+    """Boxes of dense vector drawing: path and shading objects within FIGURE_GAP of each other.
+
+    Each drawing's box, grown by half the gap, is marked on a grid of FIGURE_CELL-point cells;
+    the connected groups of marked cells are the candidate figures. The work is bounded by the
+    page's cells, however many thousand paths a map or a plan has.
+    """
     page_area = geometry.width * geometry.height
+    # a page frame or a background would join everything into one: it is no part of a figure
+    boxes = [box for box in (geometry.to_display(*_page_bounds(obj)) for obj in _objects(page, _DRAWING))
+             if geometry.area(box) < 0.5 * page_area]
+    if len(boxes) < FIGURE_MIN_OBJECTS:
+        return []
+    columns, rows = int(geometry.width // FIGURE_CELL) + 1, int(geometry.height // FIGURE_CELL) + 1
+    grid = np.zeros((rows, columns), dtype=bool)
+    margin = FIGURE_GAP / 2
+    cells = []
+    for x0, y0, x1, y1 in boxes:
+        c0, r0 = max(int((x0 - margin) // FIGURE_CELL), 0), max(int((y0 - margin) // FIGURE_CELL), 0)
+        c1, r1 = min(int((x1 + margin) // FIGURE_CELL), columns - 1), min(int((y1 + margin) // FIGURE_CELL), rows - 1)
+        grid[r0 : r1 + 1, c0 : c1 + 1] = True
+        cells.append((r0, c0))
+    labels = _connected_cells(grid)
+    groups: dict[int, list] = {}  # label → [box, count]
+    for box, (r, c) in zip(boxes, cells):
+        group = groups.setdefault(int(labels[r, c]), [box, 0])
+        group[0], group[1] = _union(group[0], box), group[1] + 1
     return sorted(
-        box for box, count in clusters
+        box for box, count in groups.values()
         if count >= FIGURE_MIN_OBJECTS and min(box[2] - box[0], box[3] - box[1]) >= FIGURE_MIN_SIDE
-        and geometry.area(box) < 0.95 * page_area  # a page frame or background is no figure
+        and geometry.area(box) < 0.95 * page_area
     )
 
 
-def _near(a: tuple, b: tuple) -> bool:
-    return not (a[2] + FIGURE_GAP < b[0] or b[2] + FIGURE_GAP < a[0]
-                or a[3] + FIGURE_GAP < b[1] or b[3] + FIGURE_GAP < a[1])
+def _connected_cells(grid: np.ndarray) -> np.ndarray:
+    """Label the 8-connected groups of True cells (1, 2, …; 0 for False)."""
+    labels = np.zeros(grid.shape, dtype=np.int32)
+    rows, columns = grid.shape
+    label = 0
+    for start in zip(*np.nonzero(grid)):
+        if labels[start]:
+            continue
+        label += 1
+        labels[start] = label
+        stack = [start]
+        while stack:
+            r, c = stack.pop()
+            for nr in range(max(r - 1, 0), min(r + 2, rows)):
+                for nc in range(max(c - 1, 0), min(c + 2, columns)):
+                    if grid[nr, nc] and not labels[nr, nc]:
+                        labels[nr, nc] = label
+                        stack.append((nr, nc))
+    return labels
 
 
 def _union(a: tuple, b: tuple) -> tuple:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+_PREVIEW_MAX_PIXELS = 8_000_000
 
 
 def render_page_preview(source: bytes | str, page_number: int, *, width: int) -> Image.Image:
@@ -393,8 +498,11 @@ def render_page_preview(source: bytes | str, page_number: int, *, width: int) ->
                 raise DocumentRejected(f"no page {page_number} in this document")
             page = pdf[page_number - 1]
             try:
-                page_width = page.get_width() or 1.0
-                return page.render(scale=width / page_width).to_pil().convert("RGB")
+                page_width, page_height = page.get_width() or 1.0, page.get_height() or 1.0
+                scale = width / page_width
+                # a strip-shaped page (a long receipt, a 1-pt-wide page) must not become a huge bitmap
+                scale = min(scale, (_PREVIEW_MAX_PIXELS / (page_width * page_height)) ** 0.5)
+                return page.render(scale=scale).to_pil().convert("RGB")
             finally:
                 page.close()
         finally:

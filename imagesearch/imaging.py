@@ -200,6 +200,13 @@ def make_thumbnail(data: bytes, *, thumbnail_size: int = 256) -> bytes:
     return _thumbnail(im, thumbnail_size, _TRANSPOSE_FOR_ORIENTATION.get(orientation))
 
 
+def placeholder_thumbnail(thumbnail_size: int = 256) -> bytes:
+    """A plain grey square, in place of a picture that cannot be decoded."""
+    out = io.BytesIO()
+    Image.new("RGB", (thumbnail_size, thumbnail_size), (200, 203, 210)).save(out, format="WEBP", quality=80)
+    return out.getvalue()
+
+
 def encode_pixels(im: Image.Image, *, max_pixels: int, thumbnail_size: int = 256) -> DecodedPage:
     """A picture that has no file of its own (a rendered page, an image decoded from a PDF):
     stored losslessly as PNG (``page_png``), with its thumbnail. Raises ImageRejected."""

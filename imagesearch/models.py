@@ -40,6 +40,7 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="document_recent")]
 
     def __str__(self) -> str:
         return self.title

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 ZIP_SUFFIXES = {".zip"}
-# Each document is imported by a task of its own (its pages can be many).
-DOCUMENT_SUFFIXES = {".pdf"}
+# Documents are imported whole, by tasks of their own (their pages can be many).
+DOCUMENT_SUFFIXES = {".pdf", ".tif", ".tiff"}
 NOT_FOUND = "no such file or folder"
-TOO_LARGE = "file too large: {size:,} bytes exceeds the limit of {limit:,} (IMAGE_MAX_BYTES)"
+TOO_LARGE = "file too large: {size:,} bytes exceeds the limit of {limit:,} ({name})"
+HEAD_BYTES = 1024  # enough to tell a document from an image
 BAD_ARCHIVE = "unreadable zip archive ({detail})"
 ENCRYPTED_MEMBER = "encrypted zip member (password-protected archives are not supported)"
 UNREADABLE = "cannot read file ({detail})"
@@ -99,31 +100,43 @@ def _items_for_file(path: Path, label_from_folder: bool) -> Iterator[SourceItem 
         yield SourceItem(str(path), member, (parent or None) if label_from_folder else None, size)
 
 
-def read_source(item: SourceItem, *, max_bytes: int) -> bytes:
-    """Read an item's bytes, refusing anything over ``max_bytes`` before reading it."""
+def _limit(max_bytes: int | Callable[[bytes], tuple[int, str]], head: bytes) -> tuple[int, str]:
+    return max_bytes(head) if callable(max_bytes) else (max_bytes, "IMAGE_MAX_BYTES")
+
+
+def read_source(item: SourceItem, *, max_bytes: int | Callable[[bytes], tuple[int, str]]) -> bytes:
+    """Read an item's bytes, refusing anything over the limit before reading it.
+
+    ``max_bytes``: the limit, or a function of the first KB that returns the limit and its
+    name (documents and images have their own), so nothing is read past the one that applies.
+    """
     try:
         if item.member is None:
             with open(item.path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
-                if size > max_bytes:
-                    raise SourceRejected(TOO_LARGE.format(size=size, limit=max_bytes))
+                head = fh.read(HEAD_BYTES)
+                limit, name = _limit(max_bytes, head)
+                if size > limit:
+                    raise SourceRejected(TOO_LARGE.format(size=size, limit=limit, name=name))
                 # read(n) sets aside n bytes first: ask for what the file holds, not for the limit
-                data = fh.read(size + 1)
-            if len(data) > max_bytes:  # it grew while we read
-                raise SourceRejected(TOO_LARGE.format(size=len(data), limit=max_bytes))
+                data = head + fh.read(max(size - len(head), 0) + 1)
+            if len(data) > limit:  # it grew while we read
+                raise SourceRejected(TOO_LARGE.format(size=len(data), limit=limit, name=name))
             return data
         with zipfile.ZipFile(item.path) as archive:
             info = archive.getinfo(item.member)
             if info.flag_bits & 0x1:
                 raise SourceRejected(ENCRYPTED_MEMBER)
-            if info.file_size > max_bytes:
-                raise SourceRejected(TOO_LARGE.format(size=info.file_size, limit=max_bytes))
             with archive.open(info) as fh:
+                head = fh.read(HEAD_BYTES)
+                limit, name = _limit(max_bytes, head)
+                if info.file_size > limit:
+                    raise SourceRejected(TOO_LARGE.format(size=info.file_size, limit=limit, name=name))
                 # Bounded read: a member whose header lies about its size cannot inflate past
                 # the limit (nor past its stated size by more than a byte, which tells).
-                data = fh.read(min(info.file_size, max_bytes) + 1)
-            if len(data) > max_bytes:
-                raise SourceRejected(TOO_LARGE.format(size=len(data), limit=max_bytes))
+                data = head + fh.read(max(min(info.file_size, limit) - len(head), 0) + 1)
+            if len(data) > limit:
+                raise SourceRejected(TOO_LARGE.format(size=len(data), limit=limit, name=name))
             if len(data) > info.file_size:
                 raise SourceRejected(UNREADABLE.format(detail="the member is larger than its header says"))
             return data

@@ -14,6 +14,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET, require_http_methods
+from pypdfium2 import PdfiumError
 
 from imagesearch import selectors, storage
 from imagesearch.documents import DocumentRejected
@@ -146,6 +147,8 @@ def document_page_image(request: HttpRequest, document_id: int, page_number: int
         response = FileResponse(open(storage.media_path(name), "rb"), content_type="image/webp")
     except (DocumentRejected, FileNotFoundError) as exc:
         raise Http404(str(exc)) from None
+    except (PdfiumError, ValueError, OSError):
+        raise Http404("This page could not be rendered.") from None
     response["Cache-Control"] = "private, max-age=86400"
     return response
 
@@ -166,6 +169,13 @@ def document_download(request: HttpRequest, document_id: int) -> FileResponse:
                         content_type=document.media_type or None)
 
 
+def _is_library_image_file(name: str) -> bool:
+    """Whether ``name`` is an image's file or thumbnail (names hold the content's hash)."""
+    top, _, rest = name.partition("/")
+    sha256 = rest.rsplit("/", 1)[-1].split(".")[0]
+    return top in ("originals", "thumbs") and Image.objects.filter(sha256=sha256).exists()
+
+
 @login_required
 @require_GET
 def media_file(request: HttpRequest, name: str) -> FileResponse:
@@ -177,6 +187,8 @@ def media_file(request: HttpRequest, name: str) -> FileResponse:
     can_search = request.user.has_perm("imagesearch.search")
     if not (can_search or request.user.has_perm("labeling.label")) or (request.GET.get("download") and not can_search):
         raise PermissionDenied
+    if not can_search and not _is_library_image_file(name):
+        raise PermissionDenied  # labelers see the pictures they judge, not documents or their pages
     try:
         path = safe_join(settings.MEDIA_ROOT, name)
         if name.startswith("thumbs/") and not os.path.exists(path):

@@ -31,6 +31,7 @@ from imagesearch.api.serializers import (
     SearchOutputSerializer,
     WorkerOutputSerializer,
 )
+from imagesearch.documents import is_pdf
 from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image, Job
 from imagesearch.services.documents import document_upload
@@ -91,6 +92,9 @@ class ImageDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+PDF_HERE = "PDF documents are imported with POST /api/documents/upload/ (by the workers, a task per document)"
+
+
 class ImageUploadApi(APIView):
     """Upload one or more image files; the answer has one result per file.
 
@@ -112,9 +116,13 @@ class ImageUploadApi(APIView):
         collection = collection_get_or_create(name=payload.validated_data["collection"])
         results = []
         for upload in payload.validated_data["files"]:
+            data = upload.read()
+            if is_pdf(data):  # a document may take minutes: it is imported by the workers
+                results.append({"name": upload.name, "status": "failed", "message": PDF_HERE, "image_ids": [],
+                                "document_id": None})
+                continue
             outcome = image_ingest_bytes(
-                data=upload.read(), original_name=upload.name, collection=collection,
-                label=payload.validated_data["label"],
+                data=data, original_name=upload.name, collection=collection, label=payload.validated_data["label"],
             )
             results.append({
                 "name": upload.name, "status": outcome.status, "message": outcome.message,

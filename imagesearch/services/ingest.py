@@ -26,11 +26,13 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from imagesearch import storage
-from imagesearch.documents import PDF_MEDIA_TYPE, DocumentRejected, PdfOptions, extract_pdf, is_pdf
+from imagesearch.documents import PDF_MEDIA_TYPE, DocumentRejected, PdfOptions, PdfPicture, PdfPictures, is_pdf
 from imagesearch.imaging import DecodedImage, DecodedPage, ImageRejected, check_jpeg, decode_image, encode_pixels
 from imagesearch.models import Collection, Document, Image, IngestChunk, Job
 from imagesearch.services.jobs import job_advance, job_create, job_finish, job_record_issues, job_start
-from imagesearch.sources import SourceError, SourceItem, SourceRejected, iter_source_items, read_source
+from imagesearch.sources import (
+    HEAD_BYTES, TOO_LARGE, SourceError, SourceItem, SourceRejected, iter_source_items, read_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +102,17 @@ def _already_stored(sha256: str) -> bool:
         return cursor.fetchone()[0]
 
 
+def _size_limit(head: bytes) -> tuple[int, str]:
+    """The size limit for a file that starts with ``head``, and its setting's name."""
+    if is_pdf(head):
+        return settings.DOCUMENT_MAX_BYTES, "DOCUMENT_MAX_BYTES"
+    return settings.IMAGE_MAX_BYTES, "IMAGE_MAX_BYTES"
+
+
 def _check_size(data: bytes) -> None:
-    limit = settings.DOCUMENT_MAX_BYTES if is_pdf(data) else settings.IMAGE_MAX_BYTES
+    limit, name = _size_limit(data[:HEAD_BYTES])
     if len(data) > limit:
-        name = "DOCUMENT_MAX_BYTES" if is_pdf(data) else "IMAGE_MAX_BYTES"
-        raise SourceRejected(f"file too large: {len(data):,} bytes exceeds the limit of {limit:,} ({name})")
+        raise SourceRejected(TOO_LARGE.format(size=len(data), limit=limit, name=name))
 
 
 def _prepare(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
@@ -158,49 +166,53 @@ def _pdf_options() -> PdfOptions:
 
 
 def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
-    """A PDF: the document itself and each picture taken from it (``imagesearch.documents``)."""
-    contents = extract_pdf(data, _pdf_options())
+    """A PDF: the document itself and each picture taken from it (``imagesearch.documents``),
+    stored as they come, so that only one picture at a time is in memory."""
     prepared = _Prepared(source=source, original_name=original_name, label=label or "", sha256=sha256, images=[])
-    prepared.warnings = list(contents.page_errors)
     try:
-        original = storage.original_name(sha256, ".pdf")
-        _store(prepared, original, data)
-        seen: set[str] = set()
-        for picture in contents.pictures:
-            try:
-                if picture.jpeg is not None:
-                    # its header checked now; decoded when first shown (library.thumbnail_ensure)
-                    width, height = check_jpeg(picture.jpeg, max_pixels=settings.IMAGE_MAX_PIXELS)
-                    page = DecodedPage(width=width, height=height, thumbnail=b"")
-                    file_bytes, extension, fmt, media_type = picture.jpeg, ".jpg", "JPEG", "image/jpeg"
-                else:
-                    page = encode_pixels(picture.pixels, max_pixels=settings.IMAGE_MAX_PIXELS,
-                                         thumbnail_size=settings.THUMBNAIL_SIZE)
-                    file_bytes, extension, fmt, media_type = page.page_png, ".png", "PNG", "image/png"
-            except ImageRejected as exc:
-                prepared.warnings.append(f"page {picture.page_number}: an image was left out ({exc})")
-                continue
-            image_sha = picture.sha256 or hashlib.sha256(file_bytes).hexdigest()
-            if image_sha in seen:
-                continue
-            seen.add(image_sha)
-            prepared.images.append(_stored_picture(
-                prepared, page, file_bytes, image_sha, extension, fmt, media_type,
-                page_number=picture.page_number, bbox=picture.bbox, metadata={"kind": picture.kind},
-            ))
+        with PdfPictures(data, _pdf_options()) as pdf:
+            original = storage.original_name(sha256, ".pdf")
+            _store(prepared, original, data)
+            seen: set[str] = set()
+            for picture in pdf:
+                try:
+                    stored = _stored_pdf_picture(prepared, picture)
+                except ImageRejected as exc:
+                    prepared.warnings.append(f"page {picture.page_number}: an image was left out ({exc})")
+                    continue
+                if stored.sha256 not in seen:  # two renders can come out the same
+                    seen.add(stored.sha256)
+                    prepared.images.append(stored)
+            page_sizes, skipped = pdf.page_sizes, dict(pdf.skipped)
+            prepared.warnings = pdf.page_errors + prepared.warnings
     except BaseException:
         _remove_unreferenced(prepared.created_files)
         raise
     prepared.document = {
         "title": Path(original_name).stem or original_name,
         "media_type": PDF_MEDIA_TYPE,
-        "page_count": len(contents.page_sizes),
-        "page_sizes": contents.page_sizes,
+        "page_count": len(page_sizes),
+        "page_sizes": page_sizes,
         "file": original,
         "file_size": len(data),
-        "metadata": {"skipped": dict(contents.skipped), "page_errors": prepared.warnings[:100]},
+        "metadata": {"skipped": skipped, "page_errors": prepared.warnings[:100]},
     }
     return prepared
+
+
+def _stored_pdf_picture(prepared: _Prepared, picture: PdfPicture) -> _PreparedImage:
+    if picture.jpeg is not None:
+        # its header checked now; decoded when first shown (library.thumbnail_ensure)
+        width, height = check_jpeg(picture.jpeg, max_pixels=settings.IMAGE_MAX_PIXELS)
+        page = DecodedPage(width=width, height=height, thumbnail=b"")
+        file_bytes, extension, fmt, media_type = picture.jpeg, ".jpg", "JPEG", "image/jpeg"
+    else:
+        page = encode_pixels(picture.pixels, max_pixels=settings.IMAGE_MAX_PIXELS,
+                             thumbnail_size=settings.THUMBNAIL_SIZE)
+        file_bytes, extension, fmt, media_type = page.page_png, ".png", "PNG", "image/png"
+    image_sha = picture.sha256 or hashlib.sha256(file_bytes).hexdigest()
+    return _stored_picture(prepared, page, file_bytes, image_sha, extension, fmt, media_type,
+                           page_number=picture.page_number, bbox=picture.bbox, metadata={"kind": picture.kind})
 
 
 def _stored_picture(
@@ -267,8 +279,7 @@ def _insert_all(prepared_items: list[_Prepared], *, collection_id: int, job_id: 
     """
     if not prepared_items:
         return []
-    shas = [p.sha256 for item in prepared_items for p in item.images]
-    known = set(Image.objects.filter(sha256__in=shas).values_list("sha256", flat=True)) if shas else set()
+    known = _shas_in_library([p.sha256 for item in prepared_items for p in item.images])
     try:
         with transaction.atomic():
             documents = [_document_row(item, collection_id=collection_id, job_id=job_id)
@@ -292,6 +303,10 @@ def _insert_all(prepared_items: list[_Prepared], *, collection_id: int, job_id: 
                       document_id=document.pk if document else None, warnings=item.warnings)
         for item, document, rows in rows_per_item
     ]
+
+
+def _shas_in_library(shas: list[str]) -> set[str]:
+    return set(Image.objects.filter(sha256__in=shas).values_list("sha256", flat=True)) if shas else set()
 
 
 def _insert(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> IngestOutcome:
@@ -343,6 +358,11 @@ def image_ingest_bytes(
         prepared = _prepare(data, sha256=sha256, source=source, original_name=original_name, label=label)
     except (ImageRejected, DocumentRejected, SourceRejected) as exc:
         return IngestOutcome(source, FAILED, str(exc))
+    except DatabaseError:
+        raise
+    except Exception as exc:  # a decoder bug on a hostile file must not become a server error
+        logger.exception("unexpected error importing %s", source)
+        return IngestOutcome(source, FAILED, f"could not read file ({type(exc).__name__}: {exc})")
     try:
         with transaction.atomic():
             outcome = _insert(prepared, collection_id=collection.pk, job_id=None)
@@ -506,7 +526,7 @@ def ingest_chunk_process(*, chunk_id: int) -> None:
 
 def _prepare_source(item: SourceItem) -> _Prepared | IngestOutcome:
     try:
-        data = read_source(item, max_bytes=max(settings.IMAGE_MAX_BYTES, settings.DOCUMENT_MAX_BYTES))
+        data = read_source(item, max_bytes=_size_limit)
         sha256 = hashlib.sha256(data).hexdigest()
         if _already_stored(sha256):
             return IngestOutcome(item.display, DUPLICATE, "already in the library")

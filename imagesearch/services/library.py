@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 
 from imagesearch import storage
-from imagesearch.imaging import make_thumbnail
-from imagesearch.models import Document, Image
+from imagesearch.imaging import make_thumbnail, placeholder_thumbnail
+from imagesearch.models import Document, Image, Job
+from imagesearch.services.ingest import IMPORT_JOB_KIND
 
 
 def image_delete(*, image: Image) -> None:
@@ -25,14 +28,23 @@ def thumbnail_ensure(*, name: str) -> bool:
     """Make a library image's thumbnail if it is not stored yet; False when no image has it.
 
     Photos taken from documents get theirs when first shown: an import of millions of
-    document images then runs near PDFium's own speed, and most are never looked at.
+    document images then runs near PDFium's own speed, and most are never looked at. A
+    picture that cannot be decoded (damaged inside, which the import's header check does not
+    see) gets a grey placeholder, once, and is marked ``metadata["unreadable"]``.
     """
-    image = Image.objects.filter(thumbnail=name).only("file", "thumbnail").first()
+    sha256 = Path(name).stem  # content-addressed: the name holds the hash (a unique index)
+    image = Image.objects.filter(sha256=sha256, thumbnail=name).only("file", "thumbnail", "metadata").first()
     if image is None:
         return False
     if not storage.media_path(name).exists():
-        data = storage.media_path(image.file.name).read_bytes()
-        storage.store_bytes(name, make_thumbnail(data, thumbnail_size=settings.THUMBNAIL_SIZE))
+        try:
+            thumbnail = make_thumbnail(storage.media_path(image.file.name).read_bytes(),
+                                       thumbnail_size=settings.THUMBNAIL_SIZE)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            thumbnail = placeholder_thumbnail(settings.THUMBNAIL_SIZE)
+            Image.objects.filter(pk=image.pk).update(
+                metadata={**(image.metadata or {}), "unreadable": f"{type(exc).__name__}: {exc}"})
+        storage.store_bytes(name, thumbnail)
     return True
 
 
@@ -64,7 +76,27 @@ def media_sweep_orphans(*, min_age_seconds: float = 3600, batch_size: int = 2000
                 if len(batch) >= batch_size:
                     removed += _remove_unreferenced_batch(batch)
                     batch = []
-    return removed + _remove_unreferenced_batch(batch)
+    return removed + _remove_unreferenced_batch(batch) + _sweep_uploads(cutoff)
+
+
+def _sweep_uploads(cutoff: float) -> int:
+    """Remove uploaded-document folders whose import job has ended (cancelled, failed: a
+    finished job removes its own) or never came to be; returns the files removed."""
+    folder = Path(settings.DOCUMENT_UPLOAD_DIR)
+    if not folder.is_dir():
+        return 0
+    in_use = {job.params.get("upload_dir") for job in Job.objects.filter(
+        kind=IMPORT_JOB_KIND, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).only("params")}
+    removed = 0
+    for upload in folder.iterdir():
+        try:
+            if not upload.is_dir() or str(upload) in in_use or upload.stat().st_mtime > cutoff:
+                continue
+            removed += sum(1 for p in upload.rglob("*") if p.is_file())
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(upload, ignore_errors=True)
+    return removed
 
 
 def _remove_unreferenced_batch(names: list[str]) -> int:

@@ -97,8 +97,8 @@ def test_a_folder_of_pdfs_and_scans_becomes_documents_whose_images_lead_back_to_
     assert (job.status, job.progress_done, job.progress_total) == ("succeeded", 11, 11)
     assert job.rate > 0 and job.result["images_per_second"] > 0
     assert "Imported 7 documents and 18 images; 0 already in the library; 3 failed." in out
-    # the 9 PDFs went whole into tasks of up to 3 documents; the two other files shared one
-    assert sorted(len(c.items) for c in IngestChunk.objects.all()) == [2, 3, 3, 3]
+    # the 9 PDFs and the TIFF scan went whole into tasks of up to 3 documents; the photo into another
+    assert sorted(len(c.items) for c in IngestChunk.objects.all()) == [1, 1, 3, 3, 3]
 
     # importing the folder again adds nothing: documents are recognised by their SHA-256
     call_command("import_documents", str(document_folder), "--inline", "--collection", "Reports")
@@ -181,3 +181,30 @@ def test_a_process_killed_in_the_middle_of_a_document_leaves_nothing_and_the_ret
         assert storage.media_path(image.file.name).exists()
         # rendered pages have their thumbnail; embedded photos get theirs when first shown
         assert storage.media_path(image.thumbnail.name).exists() == (image.metadata["kind"] == "page")
+
+
+@pytest.mark.django_db
+def test_a_picture_committed_by_another_worker_meanwhile_stays_theirs_and_the_document_comes_in(
+    tmp_path, monkeypatch
+):
+    """The chunk's two-statement insert collides; the items then go in one by one, each in a savepoint."""
+    from imagesearch.models import Collection
+    from imagesearch.services import ingest
+
+    (tmp_path / "a.pdf").write_bytes(report_pdf(2, seed=11))
+    (tmp_path / "b.pdf").write_bytes(report_pdf(1, seed=12))
+    job = ingest_job_create(paths=[tmp_path])
+    photo = jpeg_photo(320, 240, seed=1100)  # page 1 of a.pdf
+    # another worker commits the photo after this chunk looked for it in the library
+    ingest.image_ingest_bytes(data=photo, original_name="photo.jpg", collection=Collection.objects.create(name="O"))
+    monkeypatch.setattr(ingest, "_shas_in_library", lambda shas: set())
+    one_by_one = []
+    real_insert = ingest._insert
+    monkeypatch.setattr(ingest, "_insert", lambda item, **kw: one_by_one.append(item.source) or real_insert(item, **kw))
+    ingest_job_run_inline(job_id=job.pk)
+    assert len(one_by_one) == 2  # the fallback ran
+    a = Document.objects.get(original_name="a.pdf")
+    assert list(a.images.values_list("page_number", flat=True)) == [2]
+    assert Image.objects.get(original_name="photo.jpg").document is None
+    assert Document.objects.get(original_name="b.pdf").images.count() == 1
+    assert Job.objects.get(pk=job.pk).result["documents"] == 2

@@ -154,3 +154,59 @@ def test_a_corrupt_jpeg_inside_a_pdf_is_left_out_with_the_page_named(tmp_path):
     outcome = image_ingest_bytes(data=b.to_bytes(), original_name="mixed.pdf", collection=CollectionFactory())
     assert outcome.status == "imported" and len(outcome.image_ids) == 1
     assert outcome.warnings and outcome.warnings[0].startswith("page 2: an image was left out (truncated or corrupt")
+
+
+def test_a_photo_damaged_inside_gets_a_placeholder_thumbnail_once_and_is_marked(analyst, report):
+    image = report.images.get(page_number=1)
+    path = storage.media_path(image.file.name)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\xff\xda")  # the scan: the header and end marker stay as they were
+    data[start + 20 : len(data) - 2] = bytes(len(data) - 22 - start)
+    data[start + 20 : start + 40] = b"\xff\xd0" * 10  # restart markers out of order
+    path.write_bytes(bytes(data))
+    response = analyst.get(f"/media/{image.thumbnail.name}")
+    assert response.status_code == 200
+    thumbnail = PILImage.open(io.BytesIO(b"".join(response.streaming_content)))
+    image.refresh_from_db()
+    if "unreadable" in image.metadata:  # Pillow refused the damaged scan: a grey square, remembered
+        assert thumbnail.getextrema() == ((200, 200), (203, 203), (210, 210))
+    assert storage.media_path(image.thumbnail.name).exists()  # made once, whatever came out
+
+
+def test_labelers_see_the_pictures_they_judge_but_not_documents_or_page_previews(analyst, report):
+    from django.test import Client
+
+    analyst.get(f"/documents/{report.pk}/pages/1.webp")  # a preview is stored
+    preview = next(storage.media_path("previews").rglob("*.webp")).relative_to(storage.media_path(""))
+    image = report.images.get(page_number=1)
+    labeler = Client()
+    labeler.force_login(UserFactory(roles=["labeler"]))
+    assert labeler.get(f"/media/{image.file.name}").status_code == 200
+    assert labeler.get(f"/media/{report.file.name}").status_code == 403
+    assert labeler.get(f"/media/{preview}").status_code == 403
+    assert analyst.get(f"/media/{preview}").status_code == 200
+
+
+def test_the_image_upload_api_sends_documents_to_the_document_upload(analyst):
+    response = analyst.post("/api/images/upload/", {"files": [
+        SimpleUploadedFile("report.pdf", report_pdf(1, seed=12)), SimpleUploadedFile("photo.png", images.png(seed=3))]})
+    results = {r["name"]: r for r in response.json()["results"]}
+    assert results["report.pdf"]["status"] == "failed" and "/api/documents/upload/" in results["report.pdf"]["message"]
+    assert results["photo.png"]["status"] == "imported"
+    assert not Document.objects.exists()
+
+
+def test_uploads_of_a_cancelled_import_are_swept(analyst, settings):
+    import os
+
+    from imagesearch.services.jobs import job_cancel
+    from imagesearch.services.library import media_sweep_orphans
+
+    analyst.post("/documents/", {"files": [SimpleUploadedFile("one.pdf", report_pdf(1, seed=13))]})
+    job = Job.objects.get()
+    (upload,) = settings.DOCUMENT_UPLOAD_DIR.iterdir()
+    os.utime(upload, (0, 0))  # old enough to sweep
+    assert media_sweep_orphans(min_age_seconds=60) == 0  # its job may still run
+    job_cancel(job_id=job.pk)
+    assert media_sweep_orphans(min_age_seconds=60) == 1
+    assert not any(settings.DOCUMENT_UPLOAD_DIR.iterdir())

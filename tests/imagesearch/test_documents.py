@@ -160,3 +160,67 @@ def test_is_pdf_sniffs_the_header_not_the_name():
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, "PNG")
     assert not documents.is_pdf(buffer.getvalue())
+
+
+def test_an_image_declaring_too_many_pixels_is_left_out_before_it_is_decoded():
+    b = PdfBuilder()
+    page = b.add_page()
+    page.draw(b.declared(40_000, 40_000), 0, 0, 300, 300)
+    page.draw(b.jpeg(jpeg_photo(200, 150, seed=3)), 300, 300, 200, 150)
+    contents = extract_pdf(b.to_bytes(), PdfOptions(max_pixels=50_000_000))
+    assert [p.kind for p in contents.pictures] == [EMBEDDED] and contents.pictures[0].jpeg is not None
+    assert contents.skipped["too many pixels"] == 1
+    assert contents.page_errors == ["page 1: an image of 40000×40000 pixels was left out (IMAGE_MAX_PIXELS)"]
+
+
+def test_a_full_page_background_repeated_on_every_page_is_no_scan_and_the_photos_on_it_are_taken():
+    b = PdfBuilder()
+    background = b.raw(Image.new("RGB", (300, 400), (240, 240, 250)))
+    photos = [jpeg_photo(320, 240, seed=60 + i) for i in range(3)]
+    for photo in photos:
+        page = b.add_page()
+        page.draw(background, 0, 0, 612, 792)  # a slide's or brochure's backdrop
+        page.draw(b.jpeg(photo), 72, 300, 320, 240)
+    contents = extract_pdf(b.to_bytes())
+    assert [p.jpeg for p in contents.pictures] == photos
+    assert contents.skipped["repeated on many pages"] == 3 and not contents.skipped["scanned page image"]
+    # one full-page image beside a photo on a single page is a picture too, not a scan
+    b = PdfBuilder()
+    page = b.add_page()
+    page.draw(b.jpeg(jpeg_photo(612, 792, seed=70)), 0, 0, 612, 792)
+    page.draw(b.jpeg(photos[0]), 72, 300, 320, 240)
+    assert [p.kind for p in extract_pdf(b.to_bytes()).pictures] == [EMBEDDED, EMBEDDED]
+
+
+def test_positions_are_relative_to_the_visible_page_when_the_crop_box_reaches_past_the_media_box():
+    b = PdfBuilder()
+    page = b.add_page(width=400, height=300, cropbox=(-50, -50, 450, 350))
+    page.draw(b.raw(Image.new("RGB", (100, 80), (255, 0, 0))), x=40, y=30, w=100, h=80)
+    data = b.to_bytes()
+    contents = extract_pdf(data, PdfOptions(render_all_pages=True, render_dpi=72))
+    assert contents.page_sizes == [(400.0, 300.0)]
+    embedded, rendered = contents.pictures
+    assert embedded.bbox == (40.0, 190.0, 140.0, 270.0)
+    assert rendered.kind == PAGE and rendered.pixels.size == (400, 300)
+    assert rendered.pixels.getpixel((90, 230)) == (255, 0, 0)
+
+
+def test_a_jpeg_in_an_icc_colour_space_is_kept_as_it_is():
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo = jpeg_photo(200, 150, seed=8)
+    b = PdfBuilder()
+    b.add_page().draw(b.jpeg(photo, icc_profile=profile), 72, 72, 200, 150)
+    (picture,) = extract_pdf(b.to_bytes()).pictures
+    assert picture.jpeg == photo
+
+
+def test_a_document_is_streamed_a_picture_at_a_time():
+    data = scanned_pdf(3, seed=9, dpi=72)
+    with documents.PdfPictures(data, PdfOptions(render_dpi=50)) as pdf:
+        pictures = iter(pdf)
+        first = next(pictures)
+        assert (first.page_number, first.kind) == (1, PAGE)
+        assert [p.page_number for p in pictures] == [2, 3]
+    assert not documents.PDFIUM_LOCK._is_owned()  # released when closed
