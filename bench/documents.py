@@ -1,6 +1,6 @@
 """Document import benchmark: PDFs end to end beside PDFium alone taking the same images out.
 
-    python -m bench.documents [--docs 300] [--pages 5] [--photo 640x480] [--workers 2] [--modes celery,inline]
+    python -m bench.documents [--docs 2000] [--pages 5] [--photo 640x480] [--workers 2] [--modes celery,inline] [--repeat 3]
 
 Generates --docs PDFs of --pages pages, each page a full page of text (about 3,000
 characters in three sizes, as in a report) and one embedded JPEG photo, then in one run measures:
@@ -11,7 +11,8 @@ characters in three sizes, as in a report) and one embedded JPEG photo, then in 
     on a scratch database and broker, wall time from the command's start to its exit (every
     document stored, its images checked, thumbnailed, stored and in the database);
   * inline: ``manage.py import_documents --inline`` (one process) on another scratch database.
-The reference runs before and after the imports; the faster run is the one compared with.
+The shared machine is noisy: reference runs alternate with --repeat rounds of imports, each
+import is compared with the mean of the reference runs around it, and medians are reported.
 Rates are documents/s and images/s, and each mode's ratio to the reference. The last line
 printed is a JSON summary. The scratch databases are dropped at the end.
 """
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -83,14 +85,29 @@ def reference_rate(files: list[Path], out: Path) -> tuple[float, int]:
     return time.perf_counter() - start, images
 
 
+def _count_images(files: list[Path]) -> int:
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    count = 0
+    for path in files:
+        pdf = pdfium.PdfDocument(path)
+        for page in pdf:
+            count += sum(1 for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
+            page.close()
+        pdf.close()
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=300, help="PDFs to generate")
+    parser.add_argument("--docs", type=int, default=2000, help="PDFs to generate")
     parser.add_argument("--pages", type=int, default=5, help="pages per PDF (one photo each)")
     parser.add_argument("--photo", default="640x480", help="size of each embedded photo (pixels)")
     parser.add_argument("--folder", type=Path, help="import this folder of PDFs instead of generated ones")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Celery worker processes")
     parser.add_argument("--modes", default="celery,inline")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of imports, each between two reference runs")
     args = parser.parse_args()
     photo = tuple(int(v) for v in args.photo.lower().split("x"))
 
@@ -107,33 +124,48 @@ def main() -> None:
         size_mb = sum(p.stat().st_size for p in files) / 1e6
         print(f"{len(files)} PDFs, {size_mb:.0f} MB", flush=True)
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-        # The machine is shared and noisy: the reference runs before and after the imports, and
-        # the faster of its runs is the one compared with (the harder target).
-        references, outcomes = [], {}
-        for step in ["reference", *modes, "reference"]:
-            if step == "reference":
-                seconds, images = reference_rate(files, work / f"extracted-{len(references)}")
-                references.append(seconds)
-                print(f"reference run {len(references)} (pypdfium2 alone, 1 process, images written as files): "
-                      f"{len(files) / seconds:.1f} documents/s, {images / seconds:.1f} images/s", flush=True)
-            else:
-                outcomes[step] = run_import(folder, step, args.workers, 64, work, command_name="import_documents")
-                print(f"{step}: {outcomes[step]['seconds']:.2f} s [{outcomes[step]['summary']}]", flush=True)
-        best = min(references)
-        ref_docs, ref_images = len(files) / best, images / best
+        # The machine is shared and noisy (the reference alone varies by half from run to run):
+        # reference runs alternate with the imports, and each import is compared with the mean
+        # of the reference runs just before and just after it; the median over --repeat rounds.
+        references: list[float] = []
+        rounds: list[dict] = []
+
+        def reference() -> None:
+            seconds, _ = reference_rate(files, work / f"extracted-{len(references)}")
+            references.append(seconds)
+            print(f"reference run {len(references)} (pypdfium2 alone, 1 process, images written as files): "
+                  f"{len(files) / seconds:.1f} documents/s", flush=True)
+
+        reference_rate(files[:1], work / "warm-up")  # the library loaded, the page cache warm
+        reference()
+        for round_index in range(args.repeat):
+            outcome = {}
+            for mode in modes:
+                outcome[mode] = run_import(folder, mode, args.workers, 64, work, command_name="import_documents")
+                print(f"round {round_index + 1}, {mode}: {outcome[mode]['seconds']:.2f} s "
+                      f"[{outcome[mode]['summary']}]", flush=True)
+            reference()
+            rounds.append({"outcome": outcome, "reference_s": (references[-2] + references[-1]) / 2})
+        images = _count_images(files)
         summary = {"documents": len(files), "images": images, "megabytes": round(size_mb, 1), "cpus": os.cpu_count(),
                    "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://").split("://")[0],
-                   "reference_documents_per_s": round(ref_docs, 2), "reference_images_per_s": round(ref_images, 1),
-                   "reference_runs_s": [round(s, 3) for s in references]}
-        print(f"reference (best of {len(references)}): {ref_docs:.1f} documents/s, {ref_images:.1f} images/s")
-        for mode, outcome in outcomes.items():
-            docs_rate, images_rate = len(files) / outcome["seconds"], images / outcome["seconds"]
+                   "reference_runs_s": [round(s, 3) for s in references], "rounds": args.repeat}
+        ref_docs = [len(files) / r["reference_s"] for r in rounds]
+        summary["reference_documents_per_s"] = round(statistics.median(ref_docs), 2)
+        summary["reference_images_per_s"] = round(statistics.median(ref_docs) * images / len(files), 1)
+        print(f"reference: {statistics.median(ref_docs):.1f} documents/s (median of the rounds' means; runs "
+              f"{', '.join(f'{len(files) / s:.0f}' for s in references)})")
+        for mode in modes:
+            rates = [len(files) / r["outcome"][mode]["seconds"] for r in rounds]
+            ratios = [rate / ref for rate, ref in zip(rates, ref_docs)]
             label = f"{mode} ({args.workers} worker processes)" if mode == "celery" else "inline (1 process)"
-            print(f"end-to-end {label}: {docs_rate:.1f} documents/s, {images_rate:.1f} images/s = "
-                  f"{docs_rate / ref_docs:.0%} of reference", flush=True)
-            summary[f"{mode}_documents_per_s"] = round(docs_rate, 2)
-            summary[f"{mode}_images_per_s"] = round(images_rate, 1)
-            summary[f"{mode}_ratio"] = round(docs_rate / ref_docs, 3)
+            print(f"end-to-end {label}: {statistics.median(rates):.1f} documents/s, "
+                  f"{statistics.median(rates) * images / len(files):.1f} images/s; ratio to the reference "
+                  f"{statistics.median(ratios):.0%} (rounds: {', '.join(f'{r:.0%}' for r in ratios)})", flush=True)
+            summary[f"{mode}_documents_per_s"] = round(statistics.median(rates), 2)
+            summary[f"{mode}_images_per_s"] = round(statistics.median(rates) * images / len(files), 1)
+            summary[f"{mode}_ratio"] = round(statistics.median(ratios), 3)
+            summary[f"{mode}_ratios"] = [round(r, 3) for r in ratios]
         print(json.dumps(summary))
 
 
