@@ -8,7 +8,8 @@ What becomes a picture of the library:
   * with ``vector_figures``, regions of dense vector drawing are rendered as figures.
 What does not: images smaller than ``min_image_side`` pixels on either side,
 stencil masks and soft masks (the latter are never page objects in PDFium), images
-that repeat on ``repeated_image_pages`` or more pages (logos, letterheads), blank
+that repeat on ``repeated_image_pages`` or more pages and on at least ``repeated_image_share``
+of them (logos, letterheads, backgrounds), blank
 renders, and a second copy of an image already taken from this document.
 
 Positions are in points, origin at the top-left of the page as it is displayed
@@ -68,6 +69,8 @@ class PdfOptions:
     render_all_pages: bool = False
     vector_figures: bool = False
     repeated_image_pages: int = 3
+    # and on at least this share of the pages: a figure reused on 3 pages of a 300-page report stays
+    repeated_image_share: float = 0.1
     max_pages: int = 10_000
     max_pixels: int = 150_000_000
 
@@ -255,8 +258,9 @@ class PdfPictures:
         for c in candidates:
             pages_per_key.setdefault(c.key, set()).add(c.page_index)
         per_page: dict[int, list[_Candidate]] = {}
+        repeated = max(self.options.repeated_image_pages, self.options.repeated_image_share * len(self.page_sizes))
         for c in candidates:
-            if len(pages_per_key[c.key]) >= self.options.repeated_image_pages:
+            if len(pages_per_key[c.key]) >= repeated:
                 self.skipped["repeated on many pages"] += 1  # a logo, a letterhead, a background
             else:
                 per_page.setdefault(c.page_index, []).append(c)

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 
 from imagesearch.models import Collection, Document, Image, Job
@@ -106,12 +107,14 @@ def document_pages(*, document: Document, all_pages: bool = False) -> list[Docum
     return pages
 
 
-def import_jobs(*, user=None, limit: int = 10) -> QuerySet[Job]:
-    """Recent import jobs: the user's own, or everybody's for ``user=None``."""
+def import_jobs(*, user: AbstractBaseUser, limit: int = 10) -> QuerySet[Job]:
+    """Recent import jobs the user may follow: their own, or everybody's for admins."""
     from imagesearch.services.ingest import IMPORT_JOB_KIND
 
     jobs = job_list(kind=IMPORT_JOB_KIND)
-    return (jobs.filter(created_by=user) if user is not None else jobs)[:limit]
+    if not user.has_perm("ranking.manage_models"):
+        jobs = jobs.filter(created_by=user)
+    return jobs[:limit]
 
 
 def job_list(*, kind: str | None = None) -> QuerySet[Job]:

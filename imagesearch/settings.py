@@ -157,14 +157,15 @@ INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 64)
 # Documents are imported whole by one task each; small ones share a task up to these bounds.
 INGEST_DOCUMENTS_PER_CHUNK = env_int("INGEST_DOCUMENTS_PER_CHUNK", 16)
 INGEST_DOCUMENT_CHUNK_BYTES = env_int("INGEST_DOCUMENT_CHUNK_BYTES", 32 * 1024 * 1024)
-# Documents (PDF): each is one import task. Embedded images smaller than DOCUMENT_MIN_IMAGE_SIDE
-# pixels on either side, or drawn on DOCUMENT_REPEATED_IMAGE_PAGES pages or more (logos), are left
-# out; scanned pages (and every page, with DOCUMENT_RENDER_ALL_PAGES) are rendered at
+# Documents (PDF). Embedded images smaller than DOCUMENT_MIN_IMAGE_SIDE pixels on either side, or
+# drawn on DOCUMENT_REPEATED_IMAGE_PAGES pages or more and on DOCUMENT_REPEATED_IMAGE_SHARE of them
+# (logos), are left out; scanned pages (and every page, with DOCUMENT_RENDER_ALL_PAGES) are rendered at
 # DOCUMENT_RENDER_DPI; DOCUMENT_VECTOR_FIGURES also renders regions of dense vector drawing.
 DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 1024 * 1024 * 1024)
 DOCUMENT_MAX_PAGES = env_int("DOCUMENT_MAX_PAGES", 10_000)
 DOCUMENT_MIN_IMAGE_SIDE = env_int("DOCUMENT_MIN_IMAGE_SIDE", 64)
 DOCUMENT_REPEATED_IMAGE_PAGES = env_int("DOCUMENT_REPEATED_IMAGE_PAGES", 3)
+DOCUMENT_REPEATED_IMAGE_SHARE = float(os.environ.get("DOCUMENT_REPEATED_IMAGE_SHARE", "0.1"))
 DOCUMENT_RENDER_DPI = env_int("DOCUMENT_RENDER_DPI", 150)
 DOCUMENT_RENDER_ALL_PAGES = env_bool("DOCUMENT_RENDER_ALL_PAGES", False)
 DOCUMENT_VECTOR_FIGURES = env_bool("DOCUMENT_VECTOR_FIGURES", False)

@@ -97,14 +97,13 @@ def document_list(request: HttpRequest) -> HttpResponse:
     counts = selectors.document_image_counts(document_ids=[d.pk for d in page.object_list])
     filter_query = request.GET.copy()
     filter_query.pop("page", None)
-    everyone = request.user.has_perm("ranking.manage_models")
     return render(request, "imagesearch/document_list.html", {
         "page": page,
         "rows": [(d, counts.get(d.pk, 0)) for d in page.object_list],
         "collections": selectors.collection_list(),
         "selected": {"collection": collection_id, "q": query},
         "filter_query": filter_query.urlencode(),
-        "imports": selectors.import_jobs(user=None if everyone else request.user),
+        "imports": selectors.import_jobs(user=request.user),
         "can_upload": request.user.has_perm("imagesearch.add_document"),
     })
 

@@ -327,6 +327,5 @@ class ImportJobListApi(APIView):
     def get(self, request):
         limit = request.query_params.get("limit", "10")
         limit = min(int(limit), 100) if limit.isdecimal() else 10
-        everyone = request.user.has_perm("ranking.manage_models")
-        jobs = selectors.import_jobs(user=None if everyone else request.user, limit=limit)
+        jobs = selectors.import_jobs(user=request.user, limit=limit)
         return Response(ImportJobOutputSerializer(jobs, many=True).data)

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
@@ -23,7 +24,7 @@ _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 
 def document_upload(
     *, files: list[UploadedFile], collection_name: str = DEFAULT_COLLECTION, label_from_folder: bool = False,
-    created_by=None,
+    created_by: AbstractBaseUser | None = None,
 ) -> Job:
     """Keep the uploaded files (PDFs, scans, images, .zip archives of them) until their import job,
     run by the Celery workers a document per task, has stored them; returns that job."""

@@ -160,6 +160,7 @@ def _pdf_options() -> PdfOptions:
         render_all_pages=settings.DOCUMENT_RENDER_ALL_PAGES,
         vector_figures=settings.DOCUMENT_VECTOR_FIGURES,
         repeated_image_pages=settings.DOCUMENT_REPEATED_IMAGE_PAGES,
+        repeated_image_share=settings.DOCUMENT_REPEATED_IMAGE_SHARE,
         max_pages=settings.DOCUMENT_MAX_PAGES,
         max_pixels=settings.IMAGE_MAX_PIXELS,
     )

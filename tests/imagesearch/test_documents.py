@@ -224,3 +224,17 @@ def test_a_document_is_streamed_a_picture_at_a_time():
         assert (first.page_number, first.kind) == (1, PAGE)
         assert [p.page_number for p in pictures] == [2, 3]
     assert not documents.PDFIUM_LOCK._is_owned()  # released when closed
+
+
+def test_a_figure_reused_on_a_few_pages_of_a_long_document_is_no_logo():
+    b = PdfBuilder()
+    figure = b.jpeg(jpeg_photo(200, 150, seed=90))
+    logo = b.raw(Image.new("RGB", (100, 100), (10, 120, 10)))
+    for i in range(40):
+        page = b.add_page()
+        page.draw(logo, 500, 720, 50, 50)
+        if i in (3, 17, 30):
+            page.draw(figure, 72, 300, 200, 150)
+    contents = extract_pdf(b.to_bytes(), PdfOptions(repeated_image_pages=3, repeated_image_share=0.1))
+    assert [(p.page_number, p.kind) for p in contents.pictures] == [(4, EMBEDDED)]
+    assert contents.skipped["duplicate in document"] == 2 and contents.skipped["repeated on many pages"] == 40
