@@ -32,6 +32,7 @@ def test_an_analyst_uploads_a_query_follows_a_result_to_its_document_and_gives_f
     browser_login(page, live_server.url, "ana")
     page.wait_for_url(f"{live_server.url}/images/")
     page.click("nav >> text=Search")
+    page.wait_for_load_state()  # search.js listens for the file before one is chosen
 
     before = Image.objects.count()
     page.set_input_files("#query-file", str(query_file))  # submits on change, as a drop or a paste does

@@ -53,8 +53,9 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     judgments = TripletJudgment.objects.filter(user=labeler)
     assert all(j.source == "labeling" and j.seconds is not None and j.seconds >= 0 for j in judgments)
     assert skipped not in stored()
+    # the two counters are painted one after the other
     page.wait_for_function("document.getElementById('stat-today').textContent.trim() === '4'")
-    assert page.locator("#stat-total").inner_text() == "4"
+    page.wait_for_function("document.getElementById('stat-total').textContent.trim() === '4'")
     assert not page.locator("#status.error").count()
 
     # a phone: tapping a candidate answers too
