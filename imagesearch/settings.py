@@ -263,6 +263,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # jobs, model versions and uploads each have a "status"; name the jobs' one
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "imagesearch.models.Job.Status"},
 }
 
 LOGGING = {
