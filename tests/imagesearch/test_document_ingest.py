@@ -208,3 +208,32 @@ def test_a_picture_committed_by_another_worker_meanwhile_stays_theirs_and_the_do
     assert Image.objects.get(original_name="photo.jpg").document is None
     assert Document.objects.get(original_name="b.pdf").images.count() == 1
     assert Job.objects.get(pk=job.pk).result["documents"] == 2
+
+
+@pytest.mark.django_db
+def test_done_when_a_folder_of_pdfs_and_scans_is_a_searchable_library_whose_images_lead_to_their_pages(
+    document_folder, client, criterion
+):
+    """The issue's "done when": import a folder, train the first model, search, follow each result."""
+    from ranking.services.training import training_start, version_train
+    from tests.conftest import TINY_AUTOENCODER
+    from tests.factories import UserFactory
+
+    call_command("import_documents", str(document_folder), "--inline")
+    version_train(version_id=training_start(criterion=criterion, kind="autoencoder", dispatch=False,
+                                            hyperparameters=TINY_AUTOENCODER).pk, embed="inline")
+    client.force_login(UserFactory(roles=["analyst"]))
+    query = Image.objects.get(document__original_name="b.pdf", page_number=2)
+    response = client.post("/api/search/", {"image_id": query.pk, "k": 50})
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert len(results) == Image.objects.count() - 1  # the whole library but the query itself
+    for result in results:
+        image = Image.objects.get(pk=result["image_id"])
+        if image.document_id is None:
+            assert result["document_url"] is None  # the one loose photo
+            continue
+        assert result["document_url"] == f"/documents/{image.document_id}/?page={image.page_number}#page-{image.page_number}"
+        page = client.get(result["document_url"].split("#")[0]).content.decode()
+        assert f'class="doc-page current" id="page-{image.page_number}"' in page
+        assert f'href="/images/{image.pk}/"' in page
