@@ -342,7 +342,6 @@ class _PageGeometry:
         self.raw_width, self.raw_height = self.right - self.left, self.top - self.bottom
         swap = self.rotation in (90, 270)
         self.width, self.height = (self.raw_height, self.raw_width) if swap else (self.raw_width, self.raw_height)
-        self.full_page = (0.0, 0.0, round(self.width, 2), round(self.height, 2))
 
     def to_display(self, left: float, bottom: float, right: float, top: float) -> tuple[float, float, float, float]:
         corners = [self._point(x - self.left, y - self.bottom) for x in (left, right) for y in (bottom, top)]
@@ -410,11 +409,10 @@ def _pixels(obj: pdfium.PdfImage) -> Image.Image:
 
 
 def render_region(
-    page: pdfium.PdfPage, geometry: _PageGeometry | None, box: tuple[float, float, float, float], *,
+    page: pdfium.PdfPage, geometry: _PageGeometry, box: tuple[float, float, float, float], *,
     dpi: float, max_pixels: int = 150_000_000,
 ) -> Image.Image:
     """Render part of a page (``box`` in displayed points) at ``dpi``, capped at ``max_pixels``."""
-    geometry = geometry or _PageGeometry(page)
     x0, y0, x1, y1 = box
     scale = dpi / 72
     pixels = (x1 - x0) * (y1 - y0) * scale * scale

@@ -138,12 +138,7 @@ def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int, thum
     if width * height > max_pixels:
         raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
     orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
-    if im.format == "JPEG" or im.format == "MPO":
-        # Decode at a reduced DCT scale: 4–8× faster, and the thumbnail is all we need. The
-        # request is the thumbnail's own size: asking for a square would keep the long side
-        # twice as large as needed (a 640×480 photo would decode whole).
-        scale = thumbnail_size / max(width, height)
-        im.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    _draft_for_thumbnail(im, thumbnail_size)
     im.load()
     if not thumbnail:
         if orientation in (5, 6, 7, 8):
@@ -189,13 +184,19 @@ def check_jpeg(data: bytes, *, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
+def _draft_for_thumbnail(im: Image.Image, thumbnail_size: int) -> None:
+    """JPEG: decode at a reduced DCT scale, 4–8× faster, since the thumbnail is all we need. The
+    request is the thumbnail's own size: asking for a square would keep the long side twice as
+    large as needed (a 640×480 photo would decode whole)."""
+    if im.format in ("JPEG", "MPO"):
+        scale = thumbnail_size / max(im.size)
+        im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
+
+
 def make_thumbnail(data: bytes, *, thumbnail_size: int = 256) -> bytes:
     """The WebP thumbnail of stored image bytes (EXIF orientation applied)."""
     im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    width, height = im.size
-    if im.format in ("JPEG", "MPO"):
-        scale = thumbnail_size / max(width, height)
-        im.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    _draft_for_thumbnail(im, thumbnail_size)
     orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
     return _thumbnail(im, thumbnail_size, _TRANSPOSE_FOR_ORIENTATION.get(orientation))
 

@@ -74,10 +74,6 @@ class DocumentPage:
     height: float
     images: list[Image]
 
-    @property
-    def aspect(self) -> float:
-        return self.height / self.width if self.width and self.height else 1.294  # US Letter
-
     def boxes(self) -> list[tuple[Image, dict]]:
         """Each image with its position on the page as CSS percentages, for the overlay."""
         if not (self.width and self.height):

@@ -432,7 +432,6 @@ def ingest_job_create(
                 "collection": collection.name,
                 "label_from_folder": label_from_folder,
                 "unreadable_paths": len(problems),
-                "documents": len(documents),
                 "upload_dir": upload_dir,
             },
             message=_listing_message(len(items), len(documents), collection.name),
@@ -473,7 +472,8 @@ def _listing_message(images: int, documents: int, collection: str) -> str:
 
 
 def _remove_upload_dir(params: dict) -> None:
-    """Uploaded files are in the library once their job is done; a failed job keeps them for a retry."""
+    """Uploaded files are in the library once their job is done (those of a job that ends otherwise
+    are removed by ``library.media_sweep_orphans``)."""
     folder = params.get("upload_dir")
     if folder and Path(folder).is_relative_to(settings.DOCUMENT_UPLOAD_DIR):
         shutil.rmtree(folder, ignore_errors=True)
@@ -581,8 +581,7 @@ def _record_running_totals(job: Job, chunk: IngestChunk) -> None:
     totals = dict(job.result or {})
     for key in ("imported", "documents", "duplicates", "failed"):
         totals[key] = totals.get(key, 0) + getattr(chunk, key)
-    elapsed = (timezone.now() - job.started_at).total_seconds() if job.started_at else 0
-    totals["images_per_second"] = round(totals["imported"] / elapsed, 2) if elapsed > 0 else 0.0
+    totals["images_per_second"] = _images_per_second(totals["imported"], job.started_at)
     Job.objects.filter(pk=job.pk).update(result=totals, message=_summary(totals, running=True))
 
 
@@ -590,16 +589,20 @@ def _job_result(job_id: int, unreadable_paths: int) -> dict:
     totals = IngestChunk.objects.filter(job_id=job_id).aggregate(
         imported=Sum("imported"), documents=Sum("documents"), duplicates=Sum("duplicates"), failed=Sum("failed")
     )
-    job = Job.objects.only("started_at").get(pk=job_id)
-    elapsed = (timezone.now() - job.started_at).total_seconds() if job.started_at else 0
     imported = totals["imported"] or 0
+    started_at = Job.objects.filter(pk=job_id).values_list("started_at", flat=True).first()
     return {
         "imported": imported,
         "documents": totals["documents"] or 0,
         "duplicates": totals["duplicates"] or 0,
         "failed": (totals["failed"] or 0) + unreadable_paths,
-        "images_per_second": round(imported / elapsed, 2) if elapsed > 0 else 0.0,
+        "images_per_second": _images_per_second(imported, started_at),
     }
+
+
+def _images_per_second(imported: int, started_at) -> float:
+    elapsed = (timezone.now() - started_at).total_seconds() if started_at else 0
+    return round(imported / elapsed, 2) if elapsed > 0 else 0.0
 
 
 def _summary(result: dict, running: bool = False) -> str:
