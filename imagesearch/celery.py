@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from django.db import InterfaceError, OperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagesearch.settings")
 
@@ -24,7 +25,25 @@ app.conf.update(
     worker_send_task_events=False,
     worker_hijack_root_logger=False,
 )
+# Checks that keep the library whole when something died, run by the beat scheduler that `serve`
+# starts inside its worker (`celery worker -B`); with several workers, run exactly one beat.
+app.conf.beat_schedule = {
+    # running jobs of a worker that is gone are reported failed (the dashboard checks too, when open)
+    "fail-orphaned-jobs": {"task": "imagesearch.fail_orphaned_jobs", "schedule": 60.0},
+    # library images that a version keeping embeddings lacks (a task lost to a crash) get embedded
+    "embed-missing-images": {"task": "ranking.embed_missing_images", "schedule": 300.0},
+    # files no row refers to (a chunk interrupted by a crash), older than an hour
+    "sweep-media": {"task": "imagesearch.sweep_media", "schedule": 3600.0},
+}
 app.autodiscover_tasks()
+
+# Tasks that touch the database retry when it is unreachable, backing off for about 8 minutes in
+# all (2, 4, … 60 s): longer than the embedded PostgreSQL takes to restart after a crash, which
+# `serve` does, so a crash costs a pause rather than the tasks that were queued.
+DATABASE_RETRY = dict(
+    autoretry_for=(OperationalError, InterfaceError), retry_backoff=2, retry_backoff_max=60, retry_jitter=False,
+    max_retries=12,
+)
 
 
 # --- what each worker can do, for the dashboard ----------------------------------------

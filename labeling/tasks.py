@@ -7,7 +7,9 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
+
+from imagesearch.celery import DATABASE_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +17,7 @@ REFILL_THROTTLE_SECONDS = 30
 
 
 @shared_task(name="labeling.refill_triplets", queue="default", soft_time_limit=600, time_limit=660,
-             autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+             **DATABASE_RETRY)
 def refill_triplets(criterion_id: int, collection_id: int | None = None) -> int:
     """Top the criterion's queue for one collection (or the library) up to LABELING_QUEUE_TARGET."""
     from labeling.services.triplets import triplets_refill

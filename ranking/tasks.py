@@ -12,10 +12,12 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from imagesearch.celery import DATABASE_RETRY
+
 logger = logging.getLogger(__name__)
 
 _TRAINING = dict(queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
-_DB_RETRY = dict(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+_DB_RETRY = DATABASE_RETRY
 
 
 @shared_task(name="ranking.train_autoencoder", **_TRAINING)
@@ -65,6 +67,14 @@ def embed_new_images(image_ids: list[int]) -> int:
     from ranking.services.embeddings import embeddings_add_new_images
 
     return embeddings_add_new_images(image_ids=image_ids)
+
+
+@shared_task(name="ranking.embed_missing_images", queue="default", soft_time_limit=600, time_limit=660, **_DB_RETRY)
+def embed_missing_images() -> int:
+    """The periodic sweep: queue embeddings for library images a version keeping embeddings lacks."""
+    from ranking.services.embeddings import embeddings_sweep_missing
+
+    return embeddings_sweep_missing()
 
 
 @shared_task(name="ranking.retire_version", queue="default", **_DB_RETRY)

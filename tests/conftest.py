@@ -10,6 +10,24 @@ from tests import images
 from tests.factories import CollectionFactory
 
 
+def pytest_configure(config) -> None:
+    """Without CELERY_BROKER_URL the suite runs on its own embedded Redis, as `serve` does, stopped at the end."""
+    from django.conf import settings
+
+    if settings.EMBEDDED_REDIS:
+        from imagesearch.embedded_redis import redis_for_this_process
+
+        redis_for_this_process(settings.EMBEDDED_REDIS_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_cache():
+    """Throttles and "worker missing since" marks of an earlier run must not leak into this one."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Each test stores its files in a fresh folder."""

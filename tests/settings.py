@@ -1,17 +1,21 @@
 """Test settings: the real database and broker, with test-only file locations.
 
-Stored files and the embedded broker's queue live apart from a running app's, so the
-suite never touches a real library even on a machine where ``serve`` is running.
+Stored files and the embedded Redis (broker and cache) live apart from a running app's, so the
+suite never touches a real library even on a machine where ``serve`` is running. The test session
+starts that Redis (tests/conftest.py) when CELERY_BROKER_URL is not set.
 """
 
 import os
 
 from imagesearch.settings import *  # noqa: F403
-from imagesearch.settings import CELERY_BROKER_URL, DATA_DIR, filesystem_broker_options
+from imagesearch import embedded_redis
+from imagesearch.settings import DATA_DIR, EMBEDDED_REDIS
 
 MEDIA_ROOT = Path(os.environ.get("IMAGESEARCH_MEDIA_DIR", DATA_DIR / "test-media"))  # noqa: F405
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(DATA_DIR / "test-broker")
+EMBEDDED_REDIS_DIR = DATA_DIR / "test"
+if EMBEDDED_REDIS:
+    CELERY_BROKER_URL = embedded_redis.broker_url(EMBEDDED_REDIS_DIR)
+    CACHES = {"default": {**CACHES["default"], "LOCATION": embedded_redis.cache_url(EMBEDDED_REDIS_DIR)}}  # noqa: F405
 # Hashing passwords slowly is the point in production and a waste in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

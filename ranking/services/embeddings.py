@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -263,3 +264,32 @@ def embeddings_add_new_images(*, image_ids: list[int]) -> int:
         missing = list(images_without_embedding(version=version).filter(pk__in=image_ids))
         stored += embed_and_store(version=version, image_ids=missing)
     return stored
+
+
+SWEEP_MIN_AGE_SECONDS = 600  # younger images are still on their way (their import queued their embedding)
+
+
+def embeddings_sweep_missing(*, batch_size: int = 512, max_images: int = 50_000) -> int:
+    """Queue embeddings for library images that a version keeping embeddings lacks; returns how many.
+
+    Every image is embedded when its import commits, but that task can be lost: the database or the
+    worker died before it ran, or retries ran out. This periodic sweep finds what is still missing.
+    A version whose refresh job is still running is left to that job.
+    """
+    from django.utils import timezone
+
+    from ranking.tasks import embed_new_images
+
+    cutoff = timezone.now() - timedelta(seconds=SWEEP_MIN_AGE_SECONDS)
+    queued: set[int] = set()
+    for version in ModelVersion.objects.filter(status__in=ModelVersion.EMBEDDED_STATUSES):
+        if Job.objects.filter(pk=version.embedding_job_id).exclude(status__in=Job.FINISHED).exists():
+            continue
+        missing = images_without_embedding(version=version).filter(created_at__lt=cutoff)
+        ids = [pk for pk in missing[:max_images] if pk not in queued]
+        for start in range(0, len(ids), batch_size):
+            embed_new_images.delay(ids[start : start + batch_size])  # it embeds with every version lacking them
+        queued.update(ids)
+    if queued:
+        logger.info("queued embeddings for %d library images that lacked them", len(queued))
+    return len(queued)
