@@ -192,8 +192,11 @@ class PdfBuilder:
             self._forms[img.num] = XObject(num, f"Fm{num}", 1, 1)
         return self._forms[img.num]
 
-    def to_bytes(self) -> bytes:
-        """Serialise the document: header, objects, xref table, trailer, one %%EOF."""
+    def to_bytes(self, page_count: int | None = None) -> bytes:
+        """Serialise the document: header, objects, xref table, trailer, one %%EOF.
+
+        ``page_count``: the /Count the page tree claims, when a test wants it to lie (readers
+        believe it); by default the number of pages there are."""
         for page in self._pages:
             resources = ""
             if self._font_num is not None:
@@ -208,7 +211,7 @@ class PdfBuilder:
             self._objects[page.contents_num - 1] = self._stream("/Filter /FlateDecode", content)
         kids = " ".join(f"{page.num} 0 R" for page in self._pages)
         self._objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
-        self._objects[1] = f"<< /Type /Pages /Kids [{kids}] /Count {len(self._pages)} >>".encode()
+        self._objects[1] = f"<< /Type /Pages /Kids [{kids}] /Count {len(self._pages) if page_count is None else page_count} >>".encode()
 
         # The binary comment line tells transfer tools the file is not plain text.
         out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")

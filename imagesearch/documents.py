@@ -40,6 +40,9 @@ CORRUPT = "corrupt PDF: {detail}"
 TOO_MANY_PAGES = "too many pages: {pages:,} exceeds the limit of {limit:,} (DOCUMENT_MAX_PAGES)"
 NO_PAGES = "the PDF has no pages"
 NO_READABLE_PAGES = "no page of the PDF could be read"
+PAGES_MISSING = "the PDF says it has {claimed:,} pages but has {found:,}: the others are not there"
+RENDERED_SMALLER = ("page {page}: rendered at {dpi:.0f} dpi instead of {wanted:.0f}, the most that fits "
+                    "{limit:,} pixels (IMAGE_MAX_PIXELS)")
 _LOAD_ERRORS = {
     pdfium_c.FPDF_ERR_FILE: "the file could not be read",
     pdfium_c.FPDF_ERR_FORMAT: "not a valid PDF file",
@@ -189,20 +192,23 @@ class PdfPictures:
 
     def _plan(self) -> None:
         pdf, options = self._pdf, self.options
-        page_count = len(pdf)
-        if page_count == 0:
+        # the count the page tree claims (its /Count), which PDFium believes: the pages are counted below
+        claimed = len(pdf)
+        if claimed == 0:
             raise DocumentRejected(NO_PAGES)
-        if page_count > options.max_pages:
-            raise DocumentRejected(TOO_MANY_PAGES.format(pages=page_count, limit=options.max_pages))
+        if claimed > options.max_pages and _page_exists(pdf, options.max_pages):
+            raise DocumentRejected(TOO_MANY_PAGES.format(pages=claimed, limit=options.max_pages))
         candidates: list[_Candidate] = []
         figures: dict[int, list[tuple]] = {}
         unreadable = 0
-        for index in range(page_count):
+        missing: list[int] = []  # pages that could not be loaded, which may not exist at all
+        for index in range(min(claimed, options.max_pages)):
             try:
                 page = pdf[index]
             except pdfium.PdfiumError as exc:
                 self.page_sizes.append((0.0, 0.0))
                 self.page_errors.append(f"page {index + 1}: could not be read ({exc})")
+                missing.append(index)
                 unreadable += 1
                 continue
             try:
@@ -218,9 +224,22 @@ class PdfPictures:
                     self.page_sizes.append((0.0, 0.0))
             finally:
                 page.close()
-        if unreadable == page_count:
+        if unreadable == len(self.page_sizes):
             raise DocumentRejected(NO_READABLE_PAGES)
+        self._drop_pages_not_there(claimed, missing)
         self._choose(candidates, figures)
+
+    def _drop_pages_not_there(self, claimed: int, missing: list[int]) -> None:
+        """Pages after the last one that loads are not in the page tree, whatever its /Count says:
+        the document has the pages up to that one, and one line says so (not one per page)."""
+        found = len(self.page_sizes)
+        while missing and missing[-1] == found - 1:
+            missing.pop()
+            found -= 1
+        if found < claimed:
+            del self.page_sizes[found:]
+            self.page_errors = [e for e in self.page_errors if _page_of(e) <= found]
+            self.page_errors.append(PAGES_MISSING.format(claimed=claimed, found=found))
 
     def _page_candidates(self, page: pdfium.PdfPage, index: int, geometry: _PageGeometry) -> list[_Candidate]:
         found = []
@@ -322,14 +341,30 @@ class PdfPictures:
                         yield PdfPicture(index + 1, c.bbox, EMBEDDED, pixels=_pixels(obj))
             geometry = _PageGeometry(page)
             for kind, box in self._render.get(index, []):
-                im = render_region(page, geometry, box, dpi=self.options.render_dpi,
-                                   max_pixels=self.options.max_pixels)
+                dpi = render_dpi(box, dpi=self.options.render_dpi, max_pixels=self.options.max_pixels)
+                if dpi < self.options.render_dpi:
+                    self.page_errors.append(RENDERED_SMALLER.format(
+                        page=index + 1, dpi=dpi, wanted=self.options.render_dpi, limit=self.options.max_pixels))
+                im = render_region(page, geometry, box, dpi=dpi, max_pixels=self.options.max_pixels)
                 if _is_blank(im):
                     self.skipped["blank"] += 1
                 else:
                     yield PdfPicture(index + 1, box, kind, pixels=im)
         finally:
             page.close()
+
+
+def _page_exists(pdf: pdfium.PdfDocument, index: int) -> bool:
+    try:
+        pdf[index].close()
+    except pdfium.PdfiumError:
+        return False
+    return True
+
+
+def _page_of(page_error: str) -> int:
+    """The page number a page error begins with ("page 12: …")."""
+    return int(page_error.split(":", 1)[0].removeprefix("page "))
 
 
 class _PageGeometry:
@@ -408,20 +443,36 @@ def _pixels(obj: pdfium.PdfImage) -> Image.Image:
     return im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
 
 
+def render_dpi(box: tuple[float, float, float, float], *, dpi: float, max_pixels: int) -> float:
+    """``dpi``, or the largest resolution at which ``box`` (points) renders within ``max_pixels``.
+
+    PDFium's bitmap is each side in points × scale, rounded up, so up to one pixel more each way:
+    the scale s solves (w·s + 1)(h·s + 1) = max_pixels."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    scale = dpi / 72
+    if width <= 0 or height <= 0 or (width * scale + 1) * (height * scale + 1) <= max_pixels:
+        return dpi
+    a, b, c = width * height, width + height, 1 - max_pixels
+    return 72 * (-b + (b * b - 4 * a * c) ** 0.5) / (2 * a)
+
+
 def render_region(
     page: pdfium.PdfPage, geometry: _PageGeometry, box: tuple[float, float, float, float], *,
     dpi: float, max_pixels: int = 150_000_000,
 ) -> Image.Image:
-    """Render part of a page (``box`` in displayed points) at ``dpi``, capped at ``max_pixels``."""
+    """Render part of a page (``box`` in displayed points) at ``dpi``, or at less where more pixels
+    than ``max_pixels`` would come out (``render_dpi``)."""
     x0, y0, x1, y1 = box
-    scale = dpi / 72
-    pixels = (x1 - x0) * (y1 - y0) * scale * scale
-    if pixels > max_pixels:
-        scale *= (max_pixels / pixels) ** 0.5
+    scale = render_dpi(box, dpi=dpi, max_pixels=max_pixels) / 72
     # crop is what to cut off each side (left, bottom, right, top) of the displayed page
     crop = (x0, geometry.height - y1, geometry.width - x1, y0)
     bitmap = page.render(scale=scale, crop=crop, may_draw_forms=True)
-    return bitmap.to_pil().convert("RGB")
+    try:
+        # PDFium's BGR bitmap becomes a new RGB image (not a view of the bitmap): no second copy
+        im = bitmap.to_pil()
+        return im if im.mode == "RGB" else im.convert("RGB")
+    finally:
+        bitmap.close()  # its buffer now, not when the garbage collector gets to it
 
 
 def _is_blank(im: Image.Image) -> bool:

@@ -92,21 +92,7 @@ def decode_image(
     """
     if not data:
         raise ImageRejected(EMPTY_FILE)
-    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
-        # Pillow's own guard must not be stricter than the configured limit.
-        Image.MAX_IMAGE_PIXELS = max_pixels
-    try:
-        with warnings.catch_warnings():
-            # Our own limit (checked per frame below, before decoding) decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except UnidentifiedImageError:
-        raise ImageRejected(NOT_AN_IMAGE) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(f"too many pixels ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected(CORRUPT.format(detail=exc)) from None
-
+    im = _open(data, ALLOWED_FORMATS, max_pixels=max_pixels)
     name, media_type, extension = FORMAT_INFO[im.format]
     decoded = DecodedImage(format=name, media_type=media_type, extension=extension)
     # Only TIFF pages are separate pictures; GIF and WebP frames are an animation,
@@ -133,6 +119,42 @@ def decode_image(
     return decoded
 
 
+def _open(data: bytes, formats: tuple[str, ...], *, max_pixels: int) -> Image.Image:
+    """Open ``data`` (its header: no pixel is decoded yet). Raises ImageRejected.
+
+    Our limit decides (each frame's size is checked before it is decoded); Pillow's own guard, which
+    refuses at twice its MAX_IMAGE_PIXELS, is kept as a net but never quoted: its limit is not ours."""
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        # Pillow's own guard must not be stricter than the configured limit.
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=formats)
+    except UnidentifiedImageError:
+        raise ImageRejected(NOT_AN_IMAGE) from None
+    except Image.DecompressionBombError:
+        width, height = _declared_size(data, formats)
+        raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected(CORRUPT.format(detail=exc)) from None
+
+
+def _declared_size(data: bytes, formats: tuple[str, ...]) -> tuple[int | str, int | str]:
+    """The width and height a header declares, read by the format's own Pillow plugin, which (unlike
+    ``Image.open``) does not refuse to say them; "?" where no plugin can read the header."""
+    for name in formats:
+        factory, accept = Image.OPEN[name]
+        accepted = accept(data[:16]) if accept else True
+        if not accepted or isinstance(accepted, str):  # a str: the reason it is not accepted
+            continue
+        try:
+            return factory(io.BytesIO(data), "").size
+        except Exception:  # the header of another format, or unreadable: try the next
+            continue
+    return "?", "?"
+
+
 def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int, thumbnail: bool = True) -> DecodedPage:
     width, height = im.size
     if width * height > max_pixels:
@@ -152,7 +174,12 @@ def _decode_frame(im: Image.Image, *, max_pixels: int, thumbnail_size: int, thum
 
 def _thumbnail(im: Image.Image, size: int, transpose: Image.Transpose | None = None) -> bytes:
     frame = to_rgb(im)
-    frame.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    # resize() and not thumbnail(), which works in place: ``frame`` may be ``im`` itself (an RGB
+    # picture), which the caller still needs whole (a rendered page is stored as PNG after this)
+    scale = size / max(frame.size)
+    if scale < 1:
+        frame = frame.resize((max(1, round(frame.width * scale)), max(1, round(frame.height * scale))),
+                             Image.Resampling.BICUBIC, reducing_gap=2.0)
     if transpose is not None:
         frame = frame.transpose(transpose)
     out = io.BytesIO()
@@ -170,15 +197,7 @@ def check_jpeg(data: bytes, *, max_pixels: int) -> tuple[int, int]:
     """
     if data[-2:] != b"\xff\xd9" and b"\xff\xd9" not in data[-64:]:  # padding after EOI is allowed
         raise ImageRejected(CORRUPT.format(detail="the JPEG stream has no end-of-image marker"))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=("JPEG",))
-    except UnidentifiedImageError:
-        raise ImageRejected(NOT_AN_IMAGE) from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageRejected(CORRUPT.format(detail=exc)) from None
-    width, height = im.size
+    width, height = _open(data, ("JPEG",), max_pixels=max_pixels).size
     if width * height > max_pixels:
         raise ImageRejected(TOO_MANY_PIXELS.format(width=width, height=height, limit=max_pixels))
     return width, height

@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from imagesearch.models import Collection, Document, Image, Job
+from imagesearch.selectors import server_paths_for
 
 
 def media_url(name: str) -> str:
@@ -67,15 +68,14 @@ class ImageUploadInputSerializer(serializers.Serializer):
 
 
 class UploadResultSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    status = serializers.ChoiceField(choices=["imported", "duplicate", "failed"])
+    """One uploaded file's ``ingest.IngestOutcome``."""
+
+    name = serializers.CharField(source="source")
+    status = serializers.ChoiceField(choices=["imported", "duplicate", "failed", "queued"],
+                                     help_text="queued: imported in the background by the answer's job")
     message = serializers.CharField(allow_blank=True)
     image_ids = serializers.ListField(child=serializers.IntegerField())
     document_id = serializers.IntegerField(allow_null=True)
-
-
-class ImageUploadOutputSerializer(serializers.Serializer):
-    results = UploadResultSerializer(many=True)
 
 
 class SearchInputSerializer(serializers.Serializer):
@@ -172,7 +172,14 @@ class SearchFeedbackOutputSerializer(serializers.Serializer):
     withdrawn = serializers.IntegerField()
 
 
+# a job's fields that may hold paths on the server (an import's folders, a file that could not be read)
+JOB_PATH_FIELDS = {"message", "error", "log_tail", "params", "issues"}
+
+
 class JobOutputSerializer(serializers.ModelSerializer):
+    """A job; without ``context={"request": request}`` of an admin, its server paths are cut to file names."""
+
+
     percent = serializers.SerializerMethodField()
     elapsed_seconds = serializers.SerializerMethodField()
     eta_seconds = serializers.SerializerMethodField(help_text="From the rate so far; null when unknown.")
@@ -204,6 +211,13 @@ class JobOutputSerializer(serializers.ModelSerializer):
 
     def get_log_tail(self, job: Job) -> list[str]:
         return job.log.splitlines()[-8:]
+
+    def to_representation(self, job: Job) -> dict:
+        # the fields that may name files on the server: whole for admins only (the view's request.user)
+        data = super().to_representation(job)
+        request = self.context.get("request")
+        return {name: server_paths_for(user=getattr(request, "user", None), value=value)
+                if name in JOB_PATH_FIELDS else value for name, value in data.items()}
 
 
 class WorkerOutputSerializer(serializers.Serializer):
@@ -241,6 +255,13 @@ class ImportJobOutputSerializer(JobOutputSerializer):
 
     def get_issue_count(self, job: Job) -> int:
         return job.issues.count()
+
+
+class ImageUploadOutputSerializer(serializers.Serializer):
+    """An ``ingest.ImageUpload``: a result per file, and the import job of the files it left to the workers."""
+
+    results = UploadResultSerializer(many=True, source="outcomes")
+    job = ImportJobOutputSerializer(allow_null=True, help_text="Set when some files are imported in the background.")
 
 
 class DocumentImageSerializer(serializers.ModelSerializer):

@@ -31,12 +31,12 @@ from imagesearch.api.serializers import (
     SearchOutputSerializer,
     WorkerOutputSerializer,
 )
-from imagesearch.documents import is_pdf
 from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image, Job
+from imagesearch.params import int_param, text_param
 from imagesearch.services.documents import document_upload
-from imagesearch.services.ingest import collection_get_or_create, image_ingest_bytes
-from imagesearch.services.jobs import job_cancel, jobs_fail_orphaned
+from imagesearch.services.ingest import collection_get_or_create, image_upload
+from imagesearch.services.jobs import job_cancel
 from imagesearch.services.library import image_delete
 from imagesearch.services.search import (
     QUERY_TOO_LARGE,
@@ -46,7 +46,7 @@ from imagesearch.services.search import (
     search_query_from_token,
     search_query_upload,
 )
-from imagesearch.workers import workers_status
+from imagesearch.workers import workers_check_jobs
 from labeling.services.feedback import search_feedback_mark
 from ranking.models import SimilarityCriterion
 from ranking.services.criteria import criterion_resolve
@@ -92,20 +92,20 @@ class ImageDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-PDF_HERE = "PDF documents are imported with POST /api/documents/upload/ (by the workers, a task per document)"
-
-
 class ImageUploadApi(APIView):
     """Upload one or more image files; the answer has one result per file.
 
-    A bad file does not fail the request: its result says ``failed`` and why.
+    A bad file does not fail the request: its result says ``failed`` and why. Small images are
+    imported in the request (200); TIFFs and large uploads are ``queued`` for an import job that
+    the workers run, and the answer (202) includes that job (follow it at ``/api/documents/imports/``).
     """
 
     parser_classes = [MultiPartParser, FormParser]
     permission_classes = [IsAuthenticated, HasModelPermission]
     required_permission = "imagesearch.add_image"
 
-    @extend_schema(request=ImageUploadInputSerializer, responses=ImageUploadOutputSerializer)
+    @extend_schema(request=ImageUploadInputSerializer,
+                   responses={200: ImageUploadOutputSerializer, 202: ImageUploadOutputSerializer})
     def post(self, request):
         payload = ImageUploadInputSerializer(data={
             "files": request.FILES.getlist("files"),
@@ -113,22 +113,12 @@ class ImageUploadApi(APIView):
             "label": request.data.get("label", ""),
         })
         payload.is_valid(raise_exception=True)
-        collection = collection_get_or_create(name=payload.validated_data["collection"])
-        results = []
-        for upload in payload.validated_data["files"]:
-            data = upload.read()
-            if is_pdf(data):  # a document may take minutes: it is imported by the workers
-                results.append({"name": upload.name, "status": "failed", "message": PDF_HERE, "image_ids": [],
-                                "document_id": None})
-                continue
-            outcome = image_ingest_bytes(
-                data=data, original_name=upload.name, collection=collection, label=payload.validated_data["label"],
-            )
-            results.append({
-                "name": upload.name, "status": outcome.status, "message": outcome.message,
-                "image_ids": outcome.image_ids, "document_id": outcome.document_id,
-            })
-        return Response(ImageUploadOutputSerializer({"results": results}).data)
+        upload = image_upload(
+            files=payload.validated_data["files"], collection_name=payload.validated_data["collection"],
+            label=payload.validated_data["label"], created_by=request.user,
+        )
+        return Response(ImageUploadOutputSerializer(upload, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED if upload.job else status.HTTP_200_OK)
 
 
 class AnalystApi(APIView):
@@ -231,10 +221,9 @@ class JobListApi(ModelAdminApi):
     @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("kind", str)],
                    responses=JobOutputSerializer(many=True))
     def get(self, request):
-        limit = request.query_params.get("limit", "20")
-        limit = min(int(limit), 200) if limit.isdecimal() else 20
-        jobs = selectors.job_list(kind=request.query_params.get("kind") or None)[:limit]
-        return Response(JobOutputSerializer(jobs, many=True).data)
+        limit = min(int_param(request.query_params, "limit", default=20, min_value=1), 200)
+        jobs = selectors.job_list(kind=text_param(request.query_params, "kind", max_length=50) or None)[:limit]
+        return Response(JobOutputSerializer(jobs, many=True, context={"request": request}).data)
 
 
 class JobCancelApi(ModelAdminApi):
@@ -245,7 +234,7 @@ class JobCancelApi(ModelAdminApi):
         job = get_object_or_404(Job, pk=job_id)
         job_cancel(job_id=job.pk, message=f"Cancelled by {request.user.get_username()}.")
         job.refresh_from_db()
-        return Response(JobOutputSerializer(job).data)
+        return Response(JobOutputSerializer(job, context={"request": request}).data)
 
 
 class WorkerListApi(ModelAdminApi):
@@ -253,10 +242,9 @@ class WorkerListApi(ModelAdminApi):
 
     @extend_schema(responses={200: WorkerOutputSerializer(many=True), 503: None})
     def get(self, request):
-        workers = workers_status()
+        workers = workers_check_jobs()
         if workers is None:  # the broker is down: say so, and judge no job by it
             return Response({"detail": "The broker cannot be reached."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        jobs_fail_orphaned(online_workers={w["hostname"] for w in workers})
         return Response(WorkerOutputSerializer(workers, many=True).data)
 
 
@@ -272,9 +260,8 @@ class DocumentListApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        collection = self.request.query_params.get("collection", "")
-        return selectors.document_list(collection_id=int(collection) if collection.isdecimal() else None,
-                                       query=self.request.query_params.get("q", "").strip())
+        params = self.request.query_params
+        return selectors.document_list(collection_id=int_param(params, "collection"), query=text_param(params, "q"))
 
 
 class DocumentDetailApi(APIView):
@@ -314,7 +301,8 @@ class DocumentUploadApi(APIView):
             files=payload.validated_data["files"], collection_name=payload.validated_data["collection"],
             label_from_folder=payload.validated_data["label_from_folder"], created_by=request.user,
         )
-        return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(ImportJobOutputSerializer(job, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED)
 
 
 class ImportJobListApi(APIView):
@@ -325,7 +313,6 @@ class ImportJobListApi(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("limit", int)], responses=ImportJobOutputSerializer(many=True))
     def get(self, request):
-        limit = request.query_params.get("limit", "10")
-        limit = min(int(limit), 100) if limit.isdecimal() else 10
+        limit = min(int_param(request.query_params, "limit", default=10, min_value=1), 100)
         jobs = selectors.import_jobs(user=request.user, limit=limit)
-        return Response(ImportJobOutputSerializer(jobs, many=True).data)
+        return Response(ImportJobOutputSerializer(jobs, many=True, context={"request": request}).data)

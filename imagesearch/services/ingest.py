@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.core.files.uploadedfile import UploadedFile
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -29,9 +30,11 @@ from imagesearch import storage
 from imagesearch.documents import PDF_MEDIA_TYPE, DocumentRejected, PdfOptions, PdfPicture, PdfPictures, is_pdf
 from imagesearch.imaging import DecodedImage, DecodedPage, ImageRejected, check_jpeg, decode_image, encode_pixels
 from imagesearch.models import Collection, Document, Image, IngestChunk, Job
-from imagesearch.services.jobs import job_advance, job_create, job_finish, job_record_issues, job_start
+from imagesearch.services.jobs import (
+    job_advance, job_create, job_finish, job_part_reporter, job_record_issues, job_start,
+)
 from imagesearch.sources import (
-    HEAD_BYTES, TOO_LARGE, SourceError, SourceItem, SourceRejected, iter_source_items, read_source,
+    HEAD_BYTES, TOO_LARGE, SourceError, SourceItem, SourceRejected, iter_source_items, name_as_text, read_source,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,16 @@ DEFAULT_COLLECTION = "Default"
 IMPORTED = "imported"
 DUPLICATE = "duplicate"
 FAILED = "failed"
+QUEUED = "queued"  # an upload left to an import job
+
+NAME_SHORTENED = "{what}: shortened to {limit} characters (it had {length})"
+NOT_STORED = "could not be stored ({detail})"
+PDF_HERE = "PDF documents are imported with POST /api/documents/upload/ (by the workers, a task per document)"
+UPLOAD_QUEUED = "imported in the background by import job #{job}"
+# Image uploads are imported in the request up to this many bytes in all; the others, and every TIFF
+# (a multi-page scan can take a minute), are left to an import job on the workers.
+UPLOAD_INLINE_MAX_BYTES = 16 * 1024 * 1024
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
 @dataclass
@@ -115,6 +128,30 @@ def _check_size(data: bytes) -> None:
         raise SourceRejected(TOO_LARGE.format(size=len(data), limit=limit, name=name))
 
 
+_NAME_LIMIT = Image._meta.get_field("original_name").max_length  # Document.original_name and title too
+_LABEL_LIMIT = Image._meta.get_field("label").max_length
+
+
+def _new_prepared(*, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
+    """An item with its names as the library stores them: valid text (``name_as_text``), shortened
+    to fit their columns, which the item's warnings say, rather than failing the whole chunk."""
+    warnings: list[str] = []
+    return _Prepared(
+        source=name_as_text(source), sha256=sha256, images=[], warnings=warnings,
+        original_name=_fitted(name_as_text(original_name), _NAME_LIMIT, "name", warnings),
+        label=_fitted(name_as_text(label or ""), _LABEL_LIMIT, "label", warnings),
+    )
+
+
+def _fitted(text: str, limit: int, what: str, warnings: list[str]) -> str:
+    if len(text) <= limit:
+        return text
+    warnings.append(NAME_SHORTENED.format(what=what, limit=limit, length=len(text)))
+    stem, suffix = os.path.splitext(text)
+    suffix = suffix if len(suffix) <= 10 else ""  # the extension stays: it says what the file is
+    return stem[: limit - len(suffix) - 1] + "…" + suffix
+
+
 def _prepare(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
     """Decode and store the files of one source (``sha256`` of ``data``).
 
@@ -128,9 +165,7 @@ def _prepare(data: bytes, *, sha256: str, source: str, original_name: str, label
         max_pages=settings.IMAGE_MAX_PAGES,
         thumbnail_size=settings.THUMBNAIL_SIZE,
     )
-    prepared = _Prepared(
-        source=source, original_name=original_name, label=label or "", sha256=sha256, images=[]
-    )
+    prepared = _new_prepared(sha256=sha256, source=source, original_name=original_name, label=label)
     try:
         original = storage.original_name(sha256, decoded.extension)
         _store(prepared, original, data)
@@ -169,7 +204,7 @@ def _pdf_options() -> PdfOptions:
 def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> _Prepared:
     """A PDF: the document itself and each picture taken from it (``imagesearch.documents``),
     stored as they come, so that only one picture at a time is in memory."""
-    prepared = _Prepared(source=source, original_name=original_name, label=label or "", sha256=sha256, images=[])
+    prepared = _new_prepared(sha256=sha256, source=source, original_name=original_name, label=label)
     try:
         with PdfPictures(data, _pdf_options()) as pdf:
             original = storage.original_name(sha256, ".pdf")
@@ -190,7 +225,7 @@ def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, l
         _remove_unreferenced(prepared.created_files)
         raise
     prepared.document = {
-        "title": Path(original_name).stem or original_name,
+        "title": Path(prepared.original_name).stem or prepared.original_name,
         "media_type": PDF_MEDIA_TYPE,
         "page_count": len(page_sizes),
         "page_sizes": page_sizes,
@@ -296,8 +331,9 @@ def _insert_all(prepared_items: list[_Prepared], *, collection_id: int, job_id: 
                     row.document = document
                 rows_per_item.append((item, document, rows))
             Image.objects.bulk_create([row for _item, _document, rows in rows_per_item for row in rows])
-    except IntegrityError:
-        # Another worker committed some of these bytes meanwhile: its rows own them.
+    except (IntegrityError, DataError):
+        # Another worker committed some of these bytes meanwhile (its rows own them), or one item
+        # holds a value its columns refuse: item by item, so that only that one fails.
         return [_insert(item, collection_id=collection_id, job_id=job_id) for item in prepared_items]
     return [
         IngestOutcome(item.source, IMPORTED, image_ids=[row.pk for row in rows],
@@ -329,6 +365,11 @@ def _insert(prepared: _Prepared, *, collection_id: int, job_id: int | None) -> I
     except IntegrityError:
         # Another worker committed the same bytes first: its rows own these files.
         return IngestOutcome(prepared.source, DUPLICATE, "already in the library")
+    except DataError as exc:
+        # a value the checks before let through (a bug): this file fails, not the files beside it
+        logger.exception("could not store %s", prepared.source)
+        transaction.on_commit(lambda: _remove_unreferenced(prepared.created_files))
+        return IngestOutcome(prepared.source, FAILED, NOT_STORED.format(detail=exc))
     return IngestOutcome(
         prepared.source, IMPORTED, image_ids=image_ids, document_id=document_id, warnings=prepared.warnings,
     )
@@ -372,6 +413,60 @@ def image_ingest_bytes(
         _remove_unreferenced(prepared.created_files)
         raise
     return outcome
+
+
+@dataclass
+class ImageUpload:
+    """What became of uploaded files: an outcome per file, in order (QUEUED: left to ``job``)."""
+
+    outcomes: list[IngestOutcome]
+    job: Job | None = None
+
+
+def image_upload(
+    *, files: list[UploadedFile], collection_name: str = DEFAULT_COLLECTION, label: str = "", created_by=None,
+) -> ImageUpload:
+    """Import uploaded image files: small ones now, in this request; TIFFs (a multi-page scan is a
+    document, its pages can take a minute) and what is past UPLOAD_INLINE_MAX_BYTES by an import job
+    on the workers, as uploaded documents are, so that no web thread waits on them. PDFs are refused
+    here: they are documents, uploaded by those who may add documents."""
+    collection = collection_get_or_create(name=collection_name)
+    outcomes: list[IngestOutcome] = []
+    queued: list[UploadedFile] = []
+    inline_bytes = 0
+    for upload in files:
+        name = upload.name or "upload"
+        head = upload.read(HEAD_BYTES)  # the size is known without reading: only the head is read here
+        upload.seek(0)
+        if is_pdf(head):
+            outcomes.append(IngestOutcome(name, FAILED, PDF_HERE))
+        elif head.startswith(_TIFF_MAGIC) or inline_bytes + upload.size > UPLOAD_INLINE_MAX_BYTES:
+            queued.append(upload)
+            outcomes.append(IngestOutcome(name, QUEUED))
+        else:
+            inline_bytes += upload.size
+            outcomes.append(image_ingest_bytes(data=upload.read(), original_name=name, collection=collection,
+                                               label=label))
+    if not queued:
+        return ImageUpload(outcomes)
+    job = _upload_job(queued, collection=collection, label=label, created_by=created_by)
+    for outcome in outcomes:
+        if outcome.status == QUEUED:
+            outcome.message = UPLOAD_QUEUED.format(job=job.pk)
+    return ImageUpload(outcomes, job)
+
+
+def _upload_job(files: list[UploadedFile], *, collection: Collection, label: str, created_by) -> Job:
+    """The import job of uploaded files: the document upload's (one upload folder, one job engine),
+    with the label of the upload for every file."""
+    from imagesearch.services.documents import document_upload  # it imports this module
+
+    with transaction.atomic():  # the job's tasks are queued when this commits, so they see its label
+        job = document_upload(files=files, collection_name=collection.name, created_by=created_by)
+        if label:
+            job.params = {**job.params, "label": label}
+            Job.objects.filter(pk=job.pk).update(params=job.params)
+    return job
 
 
 def _train_first_models() -> None:
@@ -427,7 +522,7 @@ def ingest_job_create(
             total=total,
             created_by=created_by,
             params={
-                "paths": paths,
+                "paths": [name_as_text(path) for path in paths],
                 "collection_id": collection.pk,
                 "collection": collection.name,
                 "label_from_folder": label_from_folder,
@@ -514,24 +609,35 @@ def ingest_chunk_process(*, chunk_id: int) -> None:
     collection_id = job.params["collection_id"]
     outcomes: list[IngestOutcome] = []
     prepared_items: list[_Prepared] = []
+    committed = False
+    # the job's bar moves while the chunk runs, not only when it commits (one chunk can be the whole import)
+    report = job_part_reporter(job_id=job.pk, part=_part(chunk), size=len(chunk.items),
+                               pending=IngestChunk.objects.filter(pk=chunk.pk, status=IngestChunk.Status.PENDING))
     try:
-        for raw in chunk.items:
-            result = _prepare_source(SourceItem.from_json(raw))
+        for done, raw in enumerate(chunk.items, 1):
+            result = _prepare_source(SourceItem.from_json(raw), label=job.params.get("label", ""))
             (prepared_items if isinstance(result, _Prepared) else outcomes).append(result)
-        _commit_chunk(chunk_id, prepared_items, outcomes, collection_id=collection_id)
-    except BaseException:
-        for prepared in prepared_items:
-            _remove_unreferenced(prepared.created_files)
-        raise
+            report(done)
+        committed = _commit_chunk(chunk_id, prepared_items, outcomes, collection_id=collection_id)
+    finally:
+        if not committed:
+            for prepared in prepared_items:
+                _remove_unreferenced(prepared.created_files)
 
 
-def _prepare_source(item: SourceItem) -> _Prepared | IngestOutcome:
+def _part(chunk: IngestChunk) -> str:
+    """The chunk's name in its job's progress (``jobs.job_report_part``)."""
+    return f"chunk {chunk.index}"
+
+
+def _prepare_source(item: SourceItem, *, label: str = "") -> _Prepared | IngestOutcome:
+    """``label``: the job's, for items that have none of their own (a folder's)."""
     try:
         data = read_source(item, max_bytes=_size_limit)
         sha256 = hashlib.sha256(data).hexdigest()
         if _already_stored(sha256):
             return IngestOutcome(item.display, DUPLICATE, "already in the library")
-        return _prepare(data, sha256=sha256, source=item.display, original_name=item.name, label=item.label or "")
+        return _prepare(data, sha256=sha256, source=item.display, original_name=item.name, label=item.label or label)
     except (SourceRejected, ImageRejected, DocumentRejected) as exc:
         return IngestOutcome(item.display, FAILED, str(exc))
     except DatabaseError:
@@ -543,14 +649,17 @@ def _prepare_source(item: SourceItem) -> _Prepared | IngestOutcome:
 
 def _commit_chunk(
     chunk_id: int, prepared_items: list[_Prepared], outcomes: list[IngestOutcome], *, collection_id: int
-) -> None:
+) -> bool:
+    """Commit the chunk's rows, counts and progress; False when nothing was committed."""
     with transaction.atomic():
         chunk = IngestChunk.objects.select_for_update().get(pk=chunk_id)
         # Locking the job row serialises chunk commits of one job, so exactly one
         # of them sees no pending chunk left and closes the job.
         job = Job.objects.select_for_update().get(pk=chunk.job_id)
         if chunk.status == IngestChunk.Status.DONE:
-            return  # a parallel run of this chunk finished first; its rows own the files
+            return False  # a parallel run of this chunk finished first; its rows own the files
+        if job.is_finished:
+            return False  # the job failed or was cancelled while this chunk was read: none of it is kept
         outcomes.extend(_insert_all(prepared_items, collection_id=collection_id, job_id=job.pk))
         failures = [(o.source, o.message) for o in outcomes if o.status == FAILED]
         warnings = [(f"{o.source} ({w.split(':', 1)[0]})", w) for o in outcomes for w in o.warnings]
@@ -563,7 +672,7 @@ def _commit_chunk(
         chunk.finished_at = timezone.now()
         chunk.save(update_fields=["imported", "documents", "duplicates", "failed", "status", "finished_at"])
         job_record_issues(job_id=job.pk, issues=failures + warnings)
-        job_advance(job_id=job.pk, done=len(chunk.items))
+        job_advance(job_id=job.pk, done=len(chunk.items), part=_part(chunk))  # replaces what it reported
         if IngestChunk.objects.filter(job_id=job.pk, status=IngestChunk.Status.PENDING).exists():
             _record_running_totals(job, chunk)
         else:
@@ -573,12 +682,14 @@ def _commit_chunk(
             transaction.on_commit(lambda: _remove_upload_dir(params))
             if result["imported"]:
                 _train_first_models()
+    return True
 
 
 def _record_running_totals(job: Job, chunk: IngestChunk) -> None:
     """Add a chunk's counts to the job's running totals (the caller holds the job's row lock),
     so the UI shows documents and images done and the image rate while the job runs."""
-    totals = dict(job.result or {})
+    # read again: job_advance has just changed it (the other chunks' progress under way)
+    totals = dict(Job.objects.values_list("result", flat=True).get(pk=job.pk) or {})
     for key in ("imported", "documents", "duplicates", "failed"):
         totals[key] = totals.get(key, 0) + getattr(chunk, key)
     totals["images_per_second"] = _images_per_second(totals["imported"], job.started_at)

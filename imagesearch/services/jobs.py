@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Case, ExpressionWrapper, F, FloatField, Value, When
+from django.db.models import Case, ExpressionWrapper, F, FloatField, QuerySet, Value, When
 from django.db.models.functions import Cast, Extract, Greatest
 from django.utils import timezone
 
@@ -38,32 +38,108 @@ def job_start(*, job_id: int) -> None:
         Job.objects.filter(pk=job_id).exclude(worker=worker).update(worker=worker)
 
 
-def job_log(*, job_id: int, line: str) -> None:
-    """Append a line to the job's log (the last LOG_LINES are kept); it also counts as a sign of life."""
+def job_log(*, job_id: int, line: str, as_message: bool = False) -> None:
+    """Append a line to the job's log (the last LOG_LINES are kept); it also counts as a sign of life.
+
+    ``as_message``: the line also becomes the job's message (unless the job has ended), so that
+    what a page shows as the job's latest state is the same from the message and from the log.
+    """
     stamped = f"{timezone.now():%H:%M:%S} {line}"
     with transaction.atomic():
-        job = Job.objects.select_for_update().only("log").filter(pk=job_id).first()
+        job = Job.objects.select_for_update().only("log", "status").filter(pk=job_id).first()
         if job is None:
             return
         lines = (job.log.splitlines() + [stamped])[-LOG_LINES:]
         updates = {"log": "\n".join(lines), "updated_at": timezone.now()}
+        if as_message and job.status not in Job.FINISHED:
+            updates["message"] = line
         worker = current_worker()
         if worker:
             updates["worker"] = worker
         Job.objects.filter(pk=job_id).update(**updates)
 
 
-def job_advance(*, job_id: int, done: int) -> None:
-    """Add ``done`` items to the job's progress and recompute its rate (items/s)."""
+# Job.result key: {part: items done} of the parts under way (import chunks not committed yet)
+PARTS_UNDER_WAY = "parts_under_way"
+
+
+def job_advance(*, job_id: int, done: int, part: str = "") -> None:
+    """Add ``done`` items to the job's progress and recompute its rate (items/s).
+
+    ``part``: these are the items of a part that commits now, in the caller's transaction;
+    what ``job_report_part`` showed of it meanwhile is taken back, so its items count once.
+    """
+    if not part:
+        _progress_add(job_id, done)
+        return
+    with transaction.atomic():
+        job = Job.objects.select_for_update().only("result").filter(pk=job_id).first()
+        if job is None:
+            return
+        result = dict(job.result or {})
+        parts = dict(result.pop(PARTS_UNDER_WAY, None) or {})
+        shown = parts.pop(part, 0)
+        if parts:
+            result[PARTS_UNDER_WAY] = parts
+        _progress_add(job_id, done - shown, result=result)
+
+
+def job_report_part(*, job_id: int, part: str, done: int, pending: QuerySet | None = None) -> bool:
+    """Show that ``done`` items of a part still under way are done (an import chunk, whose rows and
+    count commit only at its end), so the job's progress moves within a part: a 54-file import
+    is one chunk. Returns whether it counted.
+
+    The part's count is replaced, not added to: a redelivered part reports from 0 again, and
+    ``job_advance(part=...)`` takes the count back when the part commits, so nothing counts twice.
+    ``pending``: a query that finds a row while the part has not committed. It is read under the
+    job's row lock, which a part's commit holds too (the chunk services lock the job row), so a
+    late report from a second run of a part already committed counts nothing.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().only("result", "status").filter(pk=job_id).first()
+        if job is None or job.is_finished or (pending is not None and not pending.exists()):
+            return False
+        result = dict(job.result or {})
+        parts = dict(result.get(PARTS_UNDER_WAY) or {})
+        shown = parts.get(part, 0)
+        parts[part] = done
+        result[PARTS_UNDER_WAY] = parts
+        _progress_add(job_id, done - shown, result=result)
+    return True
+
+
+def job_part_reporter(
+    *, job_id: int, part: str, size: int, pending: QuerySet | None = None, every_seconds: float = 1.0,
+) -> Callable[[int], None]:
+    """A function to call with the count of a part's items done, after each item: it reports the
+    first one at once (the bar leaves 0 %), then at most every ``every_seconds`` (the pages poll
+    every 2 s, and each report takes the job's row lock), and never the last: the part's commit
+    counts it. See ``job_report_part``."""
+    last_report: float | None = None
+
+    def report(done: int) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if done >= size or (last_report is not None and now - last_report < every_seconds):
+            return
+        last_report = now
+        job_report_part(job_id=job_id, part=part, done=done, pending=pending)
+
+    return report
+
+
+def _progress_add(job_id: int, done: int, *, result: dict | None = None) -> None:
     now = timezone.now()
     updates = {
         "progress_done": F("progress_done") + done,
-        "updated_at": now,
+        "updated_at": now,  # also a sign of life (jobs_fail_orphaned)
         # items per second since the start, in the same statement (no read back)
         "rate": Case(When(started_at__isnull=True, then=F("rate")), default=ExpressionWrapper(
             Cast(F("progress_done") + done, FloatField()) / Greatest(
                 Extract(Value(now) - F("started_at"), "epoch"), Value(1e-3)), output_field=FloatField())),
     }
+    if result is not None:
+        updates["result"] = result
     worker = current_worker()
     if worker:
         updates["worker"] = worker
@@ -74,11 +150,22 @@ def job_finish(
     *, job_id: int, status: str = Job.Status.SUCCEEDED, message: str = "", error: str = "",
     result: dict | None = None,
 ) -> None:
-    """Close a job; a job already finished (cancelled, say) keeps its status."""
-    updates = {"status": status, "message": message, "error": error, "finished_at": timezone.now()}
-    if result is not None:
-        updates["result"] = result
-    Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(**updates)
+    """Close a job; a job already finished (cancelled, say) keeps its status.
+
+    Parts still under way (``job_report_part``) will not commit: their items leave the count."""
+    with transaction.atomic():
+        job = (Job.objects.select_for_update().only("result", "status").filter(pk=job_id)
+               .exclude(status__in=Job.FINISHED).first())
+        if job is None:
+            return
+        updates = {"status": status, "message": message, "error": error, "finished_at": timezone.now()}
+        under_way = (job.result or {}).get(PARTS_UNDER_WAY) or {}
+        if under_way:
+            updates["progress_done"] = F("progress_done") - sum(under_way.values())
+            updates["result"] = {key: value for key, value in job.result.items() if key != PARTS_UNDER_WAY}
+        if result is not None:
+            updates["result"] = result
+        Job.objects.filter(pk=job_id).update(**updates)
 
 
 def job_fail(*, job_id: int, exc: BaseException) -> str:

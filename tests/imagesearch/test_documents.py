@@ -10,6 +10,7 @@ from PIL import Image
 from bench.pdfgen import PdfBuilder, encrypt_pdf, jpeg_photo, scanned_pdf
 from imagesearch import documents
 from imagesearch.documents import EMBEDDED, FIGURE, PAGE, DocumentRejected, PdfOptions, extract_pdf
+from tests import hostile
 
 
 def report(pages: int = 3, logo: bool = False, seed: int = 0) -> tuple[bytes, list[bytes]]:
@@ -238,3 +239,22 @@ def test_a_figure_reused_on_a_few_pages_of_a_long_document_is_no_logo():
     contents = extract_pdf(b.to_bytes(), PdfOptions(repeated_image_pages=3, repeated_image_share=0.1))
     assert [(p.page_number, p.kind) for p in contents.pictures] == [(4, EMBEDDED)]
     assert contents.skipped["duplicate in document"] == 2 and contents.skipped["repeated on many pages"] == 40
+
+
+def test_a_page_tree_that_claims_more_pages_than_it_has_is_counted_by_its_pages():
+    contents = extract_pdf(hostile.lying_page_count_pdf(claimed=9000))
+    assert contents.page_sizes == [(612.0, 792.0)] and len(contents.pictures) == 1
+    assert contents.page_errors == [documents.PAGES_MISSING.format(claimed=9000, found=1)]
+    # past the page limit, the pages are counted all the same: only a document that has them is refused
+    assert len(extract_pdf(hostile.lying_page_count_pdf(claimed=50_000), PdfOptions(max_pages=10)).page_sizes) == 1
+
+
+@pytest.mark.parametrize("max_pixels", [1_500_000, 2_000_003])
+def test_a_page_too_large_for_the_pixel_limit_is_rendered_at_the_largest_scale_that_fits(max_pixels):
+    contents = extract_pdf(hostile.huge_page_pdf(14_400), PdfOptions(max_pixels=max_pixels))
+    (picture,) = contents.pictures
+    width, height = picture.pixels.size
+    assert width * height <= max_pixels and (width + 2) * (height + 2) > max_pixels  # nothing to spare
+    assert contents.page_errors == [documents.RENDERED_SMALLER.format(
+        page=1, dpi=documents.render_dpi((0, 0, 14_400, 14_400), dpi=150, max_pixels=max_pixels), wanted=150,
+        limit=max_pixels)]

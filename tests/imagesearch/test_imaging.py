@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 
 import pytest
 from PIL import Image
 
 from imagesearch import imaging
 from imagesearch.imaging import ImageRejected, decode_image
-from tests import images
+from tests import hostile, images
 
 LIMIT = 50_000_000
 
@@ -94,18 +93,31 @@ def test_format_is_sniffed_from_bytes_not_names():
     assert decode_image(images.png(), max_pixels=LIMIT).format == "PNG"
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG file that claims a huge size: a decompression bomb's header."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize("size", [(20_000, 20_000), (100_000, 100_000)])
 def test_decompression_bombs_are_refused_before_decoding(size):
     with pytest.raises(ImageRejected, match="too many pixels"):
-        decode_image(_png_header_only(*size), max_pixels=LIMIT)
+        decode_image(hostile.png_bomb(*size), max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize("refuse", [
+    lambda limit: decode_image(hostile.png_bomb(30_000, 30_000), max_pixels=limit),
+    lambda limit: imaging.check_jpeg(hostile.jpeg_bomb(60_000, 60_000), max_pixels=limit),
+], ids=["png", "jpeg from a pdf"])
+def test_a_bomb_past_pillows_own_guard_is_refused_with_the_projects_limit_and_setting(refuse):
+    """Pillow refuses these itself, at twice its MAX_IMAGE_PIXELS; the message is still ours."""
+    with pytest.raises(ImageRejected) as error:
+        refuse(150_000_000)
+    assert "IMAGE_MAX_PIXELS" in str(error.value) and "150,000,000" in str(error.value)
+    assert "300000000" not in str(error.value)
+    assert str(error.value) in (imaging.TOO_MANY_PIXELS.format(width=w, height=w, limit=150_000_000)
+                                for w in (30_000, 60_000))
+
+
+def test_a_picture_given_as_pixels_is_stored_whole_beside_its_thumbnail():
+    rendered = images.photo(1000, 800)  # RGB, as a rendered page is
+    page = imaging.encode_pixels(rendered, max_pixels=LIMIT, thumbnail_size=256)
+    assert thumb(page.page_png).size == (1000, 800) == (page.width, page.height) == rendered.size
+    assert thumb(page.thumbnail).size == (256, 205)
 
 
 def test_pixel_limit_is_configurable():

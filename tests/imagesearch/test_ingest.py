@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import zipfile
@@ -186,3 +187,11 @@ def test_upload_of_known_bytes_is_a_duplicate():
     data = storage.media_path(image.file.name).read_bytes()
     outcome = ingest.image_ingest_bytes(data=data, original_name="again.jpg", collection=image.collection)
     assert outcome.status == ingest.DUPLICATE
+
+
+def test_a_source_item_whose_name_is_not_text_travels_in_json_and_back_unchanged():
+    """A non-UTF-8 file name (surrogates in Python) cannot go into PostgreSQL's JSON as it is."""
+    item = sources.SourceItem(os.fsdecode(b"/data/caf\xe9.png"), None, "caf\xe9", 10)
+    stored = json.dumps(item.to_json(), ensure_ascii=False).encode("utf-8")  # what the JSON column takes
+    assert sources.SourceItem.from_json(json.loads(stored)) == item
+    assert item.display == "/data/caf\\xe9.png" and item.name == "caf\\xe9.png"
