@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from imagesearch import selectors
 from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image
+from imagesearch.params import InvalidParameter, int_param, text_param
 from imagesearch.services.ingest import collection_get_or_create
 from imagesearch.services.search import (
     QueryNotFound,
@@ -36,10 +37,6 @@ from ranking.services.criteria import criterion_default
 
 # the query-string parameters a search keeps when its query or one filter changes
 KEPT_PARAMETERS = ("criterion", "version", "compare", "collection", "document", "label")
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isascii() and value.isdecimal() and len(value) < 19 else None
 
 
 def _kept(params, **changes) -> str:
@@ -60,9 +57,9 @@ def search(request: HttpRequest) -> HttpResponse:
                else None}
     if query is None:
         return render(request, "imagesearch/search.html", context, status=404 if error else 200)
-    offset = min(max(_int(request.GET.get("offset")) or 0, 0), 999)
-    filters = {"collection_id": _int(request.GET.get("collection")), "document_id": _int(request.GET.get("document")),
-               "label": request.GET.get("label", "").strip() or None}
+    offset = min(int_param(request.GET, "offset", default=0), 999)
+    filters = {"collection_id": context["selected"]["collection"], "document_id": context["selected"]["document"],
+               "label": context["selected"]["label"] or None}
     criterion = context["criterion"]
     version_ids = [context["selected"]["version"]]
     if context["selected"]["compare"]:
@@ -91,7 +88,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 
 def _query_from(request: HttpRequest) -> tuple[SearchQuery | None, str]:
-    image_id, token = _int(request.GET.get("image")), request.GET.get("q")
+    image_id, token = int_param(request.GET, "image"), text_param(request.GET, "q")
     if image_id is not None:
         if not Image.objects.filter(pk=image_id).exists():
             return None, f"No image {image_id} in the library."
@@ -106,13 +103,14 @@ def _query_from(request: HttpRequest) -> tuple[SearchQuery | None, str]:
 
 def _form_context(request: HttpRequest) -> dict:
     criteria = list(SimilarityCriterion.objects.order_by("pk"))
-    criterion_id = _int(request.GET.get("criterion"))
+    criterion_id = int_param(request.GET, "criterion")
     criterion = next((c for c in criteria if c.pk == criterion_id), None) or criterion_default()
-    document_id = _int(request.GET.get("document"))
-    collection_id = _int(request.GET.get("collection"))
+    document_id = int_param(request.GET, "document")
+    collection_id = int_param(request.GET, "collection")
     versions = list(selectors.search_versions(criterion=criterion))
-    # a version of another criterion (the criterion was just changed) falls back to the active one
-    version_id, compare_id = (_int(request.GET.get(name)) for name in ("version", "compare"))
+    # a version of another criterion (the criterion was just changed), or no version id at all, falls
+    # back to the active one
+    version_id, compare_id = (_version_id(request.GET, name) for name in ("version", "compare"))
     version_id = version_id if version_id in {v.pk for v in versions} else None
     compare_id = compare_id if compare_id in {v.pk for v in versions} else None
     return {
@@ -122,10 +120,18 @@ def _form_context(request: HttpRequest) -> dict:
         "collections": selectors.collection_list(),
         "labels": selectors.label_list(collection_id=collection_id),
         "document": Document.objects.filter(pk=document_id).first() if document_id else None,
-        "selected": {"collection": collection_id, "document": document_id, "label": request.GET.get("label", ""),
+        "selected": {"collection": collection_id, "document": document_id,
+                     "label": text_param(request.GET, "label", max_length=200),
                      "version": version_id, "compare": compare_id},
         "max_upload_mb": settings.SEARCH_QUERY_MAX_BYTES // (1024 * 1024),
     }
+
+
+def _version_id(params, name: str) -> int | None:
+    try:
+        return int_param(params, name)
+    except InvalidParameter:
+        return None
 
 
 def _upload(request: HttpRequest) -> HttpResponse:
@@ -155,8 +161,9 @@ def _query_param(query: SearchQuery) -> str:
 def search_add_to_library(request: HttpRequest) -> HttpResponse:
     """The analyst chose to keep their uploaded query in the library (then they can mark results)."""
     try:
-        query = search_query_from_token(request.POST.get("q", ""))
-        collection = collection_get_or_create(name=request.POST.get("add_to_collection", "").strip() or "Default")
+        query = search_query_from_token(text_param(request.POST, "q"))
+        collection = collection_get_or_create(
+            name=text_param(request.POST, "add_to_collection", max_length=200) or "Default")
         query = search_query_add_to_library(query=query, collection=collection)
     except (QueryNotFound, ImageRejected, FileNotFoundError) as exc:
         messages.error(request, str(exc) if not isinstance(exc, FileNotFoundError) else "The query image is gone.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -116,6 +118,42 @@ def import_jobs(*, user: AbstractBaseUser, limit: int = 10) -> QuerySet[Job]:
 def job_list(*, kind: str | None = None) -> QuerySet[Job]:
     jobs = Job.objects.select_related("created_by")
     return jobs.filter(kind=kind) if kind else jobs
+
+
+# --- server paths -------------------------------------------------------------------------
+
+# an absolute path's folders inside free text (not the "//host/a/" of a URL, nor the "1/2" of a fraction)
+_SERVER_FOLDERS = re.compile(r"(?<![\w.:/~!-])/(?:[^/\s'\"!]+/)+")
+
+
+def server_paths_visible(*, user: AbstractBaseUser | None) -> bool:
+    """Whether ``user`` runs the server (staff, superuser, the admin role), so its paths mean something to them.
+
+    To anybody else the folder of an upload or an import is no use, and a map of the machine.
+    """
+    return bool(user and user.is_authenticated
+                and (user.is_staff or user.is_superuser or user.has_perm("ranking.manage_models")))
+
+
+def server_paths_hidden(value):
+    """``value`` (text, or a job's params: lists and dicts of them) with every absolute path cut to its
+    last part: ``/srv/uploads/3f2a/report.pdf`` becomes ``report.pdf``, an archive member
+    ``/srv/in/batch.zip!/a/b.pdf`` becomes ``batch.zip!/a/b.pdf``."""
+    if isinstance(value, str):
+        if os.path.isabs(value) and "\n" not in value:  # one path (whose folders may hold spaces)
+            archive, inside, member = value.partition("!/")
+            return (os.path.basename(archive.rstrip("/")) or archive) + inside + member
+        return _SERVER_FOLDERS.sub("", value)
+    if isinstance(value, list):
+        return [server_paths_hidden(item) for item in value]
+    if isinstance(value, dict):
+        return {key: server_paths_hidden(item) for key, item in value.items()}
+    return value
+
+
+def server_paths_for(*, user: AbstractBaseUser | None, value):
+    """``value`` as ``user`` may see it: whole for those who run the server, without its paths for others."""
+    return value if server_paths_visible(user=user) else server_paths_hidden(value)
 
 
 # --- search -------------------------------------------------------------------------------

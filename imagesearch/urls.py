@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from imagesearch import search_views, views
+from imagesearch.login_throttle import ThrottledAuthenticationForm
 from labeling import views as labeling_views
 from ranking import views as ranking_views
 
@@ -22,7 +23,8 @@ urlpatterns = [
     path("documents/<int:document_id>/download/", views.document_download, name="document-download"),
     path("media/<path:name>", views.media_file, name="media-file"),
     # sign in and out, and change one's own password; no anonymous password-reset pages
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+         name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(),
@@ -30,3 +32,7 @@ urlpatterns = [
     path("api/", include("imagesearch.api.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# 403, 404 and 500 are Django's own views with templates/403.html, 404.html, 500.html; the 400
+# page says which parameter of the address was wrong (imagesearch.params)
+handler400 = "imagesearch.views.bad_request"

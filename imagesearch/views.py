@@ -10,16 +10,19 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template import loader
 from django.utils._os import safe_join
 from django.views.decorators.http import require_GET, require_http_methods
 from pypdfium2 import PdfiumError
 
 from imagesearch import selectors, storage
+from imagesearch.api.serializers import ImportJobOutputSerializer
 from imagesearch.documents import DocumentRejected
 from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image
+from imagesearch.params import InvalidParameter, int_param, text_param
 from imagesearch.services.documents import document_page_preview, document_upload
 from imagesearch.services.ingest import DEFAULT_COLLECTION
 from imagesearch.services.library import thumbnail_ensure
@@ -27,11 +30,6 @@ from imagesearch.services.library import thumbnail_ensure
 IMAGES_PER_PAGE = 60
 DOCUMENTS_PER_PAGE = 50
 DOCUMENT_PAGES_PER_SCREEN = 20
-
-
-def _int_param(request: HttpRequest, name: str) -> int | None:
-    value = request.GET.get(name, "")
-    return int(value) if value.isdigit() else None
 
 
 @login_required
@@ -49,9 +47,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @permission_required("imagesearch.search", raise_exception=True)
 @require_GET
 def image_list(request: HttpRequest) -> HttpResponse:
-    collection_id = _int_param(request, "collection")
-    document_id = _int_param(request, "document")
-    label = request.GET.get("label", "").strip()
+    collection_id = int_param(request.GET, "collection")
+    document_id = int_param(request.GET, "document")
+    label = text_param(request.GET, "label", max_length=200)
     images = selectors.image_list(collection_id=collection_id, document_id=document_id, label=label or None)
     page = Paginator(images, IMAGES_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -71,7 +69,8 @@ def image_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def image_detail(request: HttpRequest, image_id: int) -> HttpResponse:
     image = get_object_or_404(selectors.image_list(), pk=image_id)
-    return render(request, "imagesearch/image_detail.html", {"image": image})
+    return render(request, "imagesearch/image_detail.html", {
+        "image": image, "source": selectors.server_paths_for(user=request.user, value=image.source_path)})
 
 
 @login_required
@@ -86,12 +85,12 @@ def document_list(request: HttpRequest) -> HttpResponse:
         if not files:
             messages.error(request, "Choose one or more files to import.")
         else:
-            collection = request.POST.get("collection", "").strip()[:200] or DEFAULT_COLLECTION
+            collection = text_param(request.POST, "collection", max_length=200) or DEFAULT_COLLECTION
             job = document_upload(files=files, collection_name=collection, created_by=request.user)
             messages.success(request, f"Import #{job.pk} started: {job.message}. Its progress is shown below.")
         return redirect("document-list")
-    collection_id = _int_param(request, "collection")
-    query = request.GET.get("q", "").strip()
+    collection_id = int_param(request.GET, "collection")
+    query = text_param(request.GET, "q")
     page = Paginator(selectors.document_list(collection_id=collection_id, query=query), DOCUMENTS_PER_PAGE
                      ).get_page(request.GET.get("page"))
     counts = selectors.document_image_counts(document_ids=[d.pk for d in page.object_list])
@@ -103,7 +102,9 @@ def document_list(request: HttpRequest) -> HttpResponse:
         "collections": selectors.collection_list(),
         "selected": {"collection": collection_id, "q": query},
         "filter_query": filter_query.urlencode(),
-        "imports": selectors.import_jobs(user=request.user),
+        # as the API gives them (and documents.js updates them): server paths for admins only
+        "imports": ImportJobOutputSerializer(selectors.import_jobs(user=request.user), many=True,
+                                             context={"request": request}).data,
         "can_upload": request.user.has_perm("imagesearch.add_document"),
     })
 
@@ -116,7 +117,7 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
     document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
     all_pages = request.GET.get("all") == "1"
     pages = selectors.document_pages(document=document, all_pages=all_pages)
-    page_number = _int_param(request, "page")
+    page_number = int_param(request.GET, "page")
     # a link to page N opens the screen of pages that holds it
     screen = request.GET.get("screen")
     if page_number and not screen:
@@ -184,21 +185,37 @@ def media_file(request: HttpRequest, name: str) -> FileResponse:
     away what a labeler is asked to judge by eye.
     """
     can_search = request.user.has_perm("imagesearch.search")
-    if not (can_search or request.user.has_perm("labeling.label")) or (request.GET.get("download") and not can_search):
+    download = bool(request.GET.get("download"))
+    if not (can_search or request.user.has_perm("labeling.label")) or (download and not can_search):
         raise PermissionDenied
+    if "\x00" in name:  # no stored name holds one; the database and open() would both fail on it
+        raise Http404("No such file.")
     if not can_search and not _is_library_image_file(name):
         raise PermissionDenied  # labelers see the pictures they judge, not documents or their pages
+    download_name = ""
+    if download:
+        image = Image.objects.filter(file=name).only("original_name").first()
+        download_name = image.original_name if image else name.rsplit("/", 1)[-1]
     try:
         path = safe_join(settings.MEDIA_ROOT, name)
         if name.startswith("thumbs/") and not os.path.exists(path):
             thumbnail_ensure(name=name)  # made when first shown (images taken from documents)
-        response = FileResponse(open(path, "rb"), content_type=mimetypes.guess_type(path)[0])
+        # FileResponse writes Content-Disposition as RFC 6266 says: any name, quotes and newlines included
+        response = FileResponse(open(path, "rb"), content_type=mimetypes.guess_type(path)[0],
+                                as_attachment=download, filename=download_name)
     except (FileNotFoundError, IsADirectoryError, PermissionError, SuspiciousFileOperation, ImageRejected,
             OSError):
         raise Http404("No such file.") from None
     response["Cache-Control"] = "private, max-age=31536000, immutable"
-    if request.GET.get("download"):
-        image = Image.objects.filter(file=name).only("original_name").first()
-        download_name = image.original_name if image else name.rsplit("/", 1)[-1]
-        response["Content-Disposition"] = f'attachment; filename="{download_name}"'
     return response
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 400 page; for a parameter that cannot mean anything it says which, in the site's layout.
+
+    Anything else that ends here (a disallowed host, a suspicious session) gets the page
+    without the request, as Django's own handler does: rendering with it could fail again.
+    """
+    if isinstance(exception, InvalidParameter):
+        return render(request, "400.html", {"message": str(exception)}, status=400)
+    return HttpResponseBadRequest(loader.get_template("400.html").render())

@@ -8,6 +8,8 @@ retiring) is a Celery task, so the page answers at once and the jobs panel
 
 from __future__ import annotations
 
+import math
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -19,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from imagesearch import selectors as library_selectors
 from imagesearch.models import Collection, Document, Image, Job
+from imagesearch.params import MAX_INTEGER, OUT_OF_RANGE, InvalidParameter, int_param, text_param
 from imagesearch.services.jobs import job_cancel
 from labeling import selectors as labeling_selectors
 from labeling.models import TripletJudgment
@@ -43,9 +46,9 @@ RANKING_FORM = {
 
 
 def _criterion(request: HttpRequest) -> SimilarityCriterion:
-    value = request.GET.get("criterion") or request.POST.get("criterion")
-    if value and value.isdecimal():
-        return get_object_or_404(SimilarityCriterion, pk=int(value))
+    criterion_id = int_param(request.GET, "criterion") or int_param(request.POST, "criterion")
+    if criterion_id:
+        return get_object_or_404(SimilarityCriterion, pk=criterion_id)
     return criterion_default()
 
 
@@ -88,21 +91,20 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
     """One admin action; the message says what was started or why it was refused."""
     action = request.POST.get("action", "")
     criterion = _criterion(request)
-    version_id = request.POST.get("version", "")
-    version = (get_object_or_404(ModelVersion, pk=int(version_id), criterion=criterion)
-               if version_id.isdecimal() else None)
+    version_id = int_param(request.POST, "version")
+    version = get_object_or_404(ModelVersion, pk=version_id, criterion=criterion) if version_id else None
     try:
         if action == "create_criterion":
-            criterion = criterion_create(name=request.POST.get("name", "").strip(),
-                                         question=request.POST.get("question", "").strip()
+            criterion = criterion_create(name=text_param(request.POST, "name"),
+                                         question=text_param(request.POST, "question")
                                          or SimilarityCriterion._meta.get_field("question").default)
             messages.success(request, f"Created the criterion '{criterion.name}'.")
         elif action == "set_auto_retrain":
-            value = request.POST.get("auto_retrain_after", "0").strip() or "0"
-            if not value.isdecimal():
-                raise ValueError("Retrain after: give a whole number of judgments (0 turns it off).")
-            SimilarityCriterion.objects.filter(pk=criterion.pk).update(auto_retrain_after=int(value))
-            messages.success(request, f"Automatic retraining after {int(value)} new judgments." if int(value)
+            # bounded by the column (PostgreSQL integer): a larger number failed in the database
+            value = int_param(request.POST, "auto_retrain_after", default=0, max_value=MAX_INTEGER,
+                              label="Retrain after (judgments; 0 turns it off)")
+            SimilarityCriterion.objects.filter(pk=criterion.pk).update(auto_retrain_after=value)
+            messages.success(request, f"Automatic retraining after {value} new judgments." if value
                              else "Automatic retraining is off.")
         elif action == "train_autoencoder":
             new = training_start(criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER, created_by=request.user)
@@ -126,12 +128,12 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
             version_retire(version_id=version.pk, dispatch=True)
             messages.success(request, f"Retired version {version.pk}; its embeddings are being removed.")
         elif action == "cancel_job":
-            job = get_object_or_404(Job, pk=int(request.POST.get("job", "0") or 0))
+            job = get_object_or_404(Job, pk=int_param(request.POST, "job", default=0))
             job_cancel(job_id=job.pk, message=f"Cancelled by {request.user.get_username()}.")
             messages.success(request, f"Cancelled job {job.pk}.")
         else:
             messages.error(request, "Unknown action.")
-    except (ActivationRefused, ValueError, ValidationError) as exc:
+    except (ActivationRefused, InvalidParameter, ValueError, ValidationError) as exc:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)
     return redirect(f"{reverse('dashboard')}?criterion={criterion.pk}")
@@ -140,13 +142,18 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
 def _ranking_hyperparameters(request: HttpRequest) -> dict:
     params = {}
     for name, (kind, label) in RANKING_FORM.items():
-        value = request.POST.get(name, "").strip()
+        value = text_param(request.POST, name, max_length=200, label=label)
         if not value:
             continue
         try:
             params[name] = kind(value)
         except ValueError:
             raise ValueError(f"{label}: {value!r} is not a number.") from None
+        # NaN and infinity cannot be stored as JSON; a job counts epochs in a database integer
+        if kind is float and not math.isfinite(params[name]):
+            raise ValueError(f"{label}: {value!r} is not a number.")
+        if kind is int and not 0 <= params[name] <= MAX_INTEGER:
+            raise ValueError(OUT_OF_RANGE.format(name=label, low=0, high=MAX_INTEGER))
     if params.get("backbone", "resnet18") not in BACKBONES:
         raise ValueError(f"Unknown backbone {params['backbone']!r}.")
     min_accuracy = request.POST.get("min_gold_accuracy", "").strip()
@@ -155,6 +162,8 @@ def _ranking_hyperparameters(request: HttpRequest) -> dict:
             params["min_gold_accuracy"] = float(min_accuracy)
         except ValueError:
             raise ValueError(f"Minimum gold accuracy: {min_accuracy!r} is not a number.") from None
+        if not math.isfinite(params["min_gold_accuracy"]):
+            raise ValueError(f"Minimum gold accuracy: {min_accuracy!r} is not a number.")
     sources = [s for s in request.POST.getlist("judgment_sources") if s in TripletJudgment.Source.values]
     if sources and len(sources) < len(TripletJudgment.Source.values):
         params["judgment_sources"] = sources

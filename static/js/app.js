@@ -5,3 +5,11 @@ document.addEventListener("keydown", (event) => {
   const field = document.querySelector("form[role=search] input, form[role=search] select");
   if (field) { event.preventDefault(); field.focus(); }
 });
+
+// "Go back" on the error pages: back in history when there is one (its href, the start page, otherwise).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-history-back]");
+  if (!link || history.length < 2) return;
+  event.preventDefault();
+  history.back();
+});

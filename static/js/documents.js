@@ -35,8 +35,12 @@
           row.dataset.status = job.status;
           text(row.querySelector(".job-status"), job.status);
           const bar = row.querySelector("progress");
-          bar.max = job.progress_total || 1;
-          bar.value = job.progress_done;
+          // the dashboard's rule: done of total; with nothing to count, full when succeeded, empty when it
+          // failed or was cancelled, indeterminate while it waits or runs
+          if (job.progress_total) { bar.max = job.progress_total; bar.value = job.progress_done; }
+          else if (["succeeded", "failed", "cancelled"].includes(job.status)) {
+            bar.max = 1; bar.value = job.status === "succeeded" ? 1 : 0;
+          } else bar.removeAttribute("value");
           text(row.querySelector(".job-count"), `${job.progress_done} / ${job.progress_total} files`);
           text(row.querySelector(".job-message"), job.error ? `${job.message} ${job.error}` : job.message);
           issuesCell(row.querySelector(".job-issues"), job);

@@ -40,7 +40,8 @@ def test_the_document_page_lists_its_images_by_page_with_their_place_on_a_previe
     assert 'class="doc-page current" id="page-2"' in html
     assert f'href="/images/{page2.pk}/"' in html and f"/documents/{report.pk}/pages/2.webp" in html
     # the box on the preview: 72..392 × 252..492 points of a 612 × 792 page
-    assert "left: 11.765%; top: 31.818%; width: 52.288%; height: 30.303%" in html
+    assert '<rect x="11.765%" y="31.818%" width="52.288%" height="30.303%"/>' in html
+    assert 'width="612" height="792"' in html  # the preview's place, kept before it loads
     assert f'href="/documents/{report.pk}/download/"' in html
 
 

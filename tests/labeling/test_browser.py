@@ -35,16 +35,16 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     for key, answer in (("ArrowLeft", "a"), ("2", "b"), ("ArrowDown", "unsure"), ("ArrowRight", "b")):
         current = shown()
         page.keyboard.press(key)
-        page.wait_for_function(f"document.getElementById('triplet').dataset.triplet !== '{current}'")
+        page.wait_for_function(f"() => document.getElementById('triplet').dataset.triplet !== '{current}'")
         answered[current] = answer
     last = current
     page.keyboard.press("u")  # undo the last answer: its triplet comes back
-    page.wait_for_function(f"document.getElementById('triplet').dataset.triplet === '{last}'")
+    page.wait_for_function(f"() => document.getElementById('triplet').dataset.triplet === '{last}'")
     page.keyboard.press("1")  # and is answered again, differently
     answered[last] = "a"
     skipped = shown()
     page.keyboard.press(" ")
-    page.wait_for_function(f"document.getElementById('triplet').dataset.triplet !== '{skipped}'")
+    page.wait_for_function(f"() => document.getElementById('triplet').dataset.triplet !== '{skipped}'")
 
     def stored():
         return dict(TripletJudgment.objects.filter(user=labeler).values_list("triplet_id", "answer"))
@@ -54,8 +54,8 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     assert all(j.source == "labeling" and j.seconds is not None and j.seconds >= 0 for j in judgments)
     assert skipped not in stored()
     # the two counters are painted one after the other
-    page.wait_for_function("document.getElementById('stat-today').textContent.trim() === '4'")
-    page.wait_for_function("document.getElementById('stat-total').textContent.trim() === '4'")
+    page.wait_for_function("() => document.getElementById('stat-today').textContent.trim() === '4'")
+    page.wait_for_function("() => document.getElementById('stat-total').textContent.trim() === '4'")
     assert not page.locator("#status.error").count()
 
     # a phone: tapping a candidate answers too
