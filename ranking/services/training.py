@@ -148,6 +148,8 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
         return version
     job_id = version.training_job_id
     job_start(job_id=job_id)
+    # said at once: the job was created "Waiting for a worker.", and its first epoch may end minutes from now
+    job_log(job_id=job_id, line="Started: preparing the training data.", as_message=True)
     started = time.monotonic()
     try:
         if version.kind == ModelVersion.Kind.AUTOENCODER:
@@ -226,8 +228,17 @@ def _config(version: ModelVersion, phase: str, **overrides):
 
 
 def _progress(version: ModelVersion, phase: str, total_epochs: int):
-    """An epoch callback that records progress and stops the training when its job was cancelled."""
+    """An epoch callback that records progress and stops the training when its job was cancelled.
+
+    Made as the phase starts: it says so, as nothing else is heard of the phase until its first epoch ends.
+    """
     history: list[dict] = []
+    if _checkpoint_path(version, phase).exists():
+        job_log(job_id=version.training_job_id, line=f"{phase}: resuming from its last checkpoint.", as_message=True)
+    else:
+        Job.objects.filter(pk=version.training_job_id).update(progress_done=0, progress_total=total_epochs)
+        job_log(job_id=version.training_job_id, line=f"{phase}: epoch 1 of {total_epochs} under way.",
+                as_message=True)
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         history.append(metrics)
@@ -254,6 +265,11 @@ def _library_sample(max_images: int, seed: int) -> list[int]:
     return ids
 
 
+def _loading(version: ModelVersion, count: int, purpose: str = "") -> None:
+    size = version.hyperparameters["image_size"]
+    job_log(job_id=version.training_job_id, line=f"Loading {count:,} images at {size} px{purpose}.", as_message=True)
+
+
 def _load(image_ids: list[int], size: int):
     """Images as a uint8 tensor in the order of ``image_ids``; unreadable files are an error."""
     from ranking.data import load_images
@@ -274,6 +290,7 @@ def _train_autoencoder(version: ModelVersion):
     ids = _library_sample(hp["max_images"], hp.get("seed", 0))
     if len(ids) < hp["batch_size"]:
         raise TrainingError(f"The library has {len(ids)} images; the autoencoder needs at least {hp['batch_size']}.")
+    _loading(version, len(ids))
     images = _load(ids, hp["image_size"])
     seed_everything(hp.get("seed", 0))  # the same seed, the same initial weights
     model = build_model("autoencoder", **{k: hp[k] for k in MODEL_PARAMS["autoencoder"]})
@@ -309,6 +326,7 @@ def _train_ranking(version: ModelVersion):
         hp["max_images"], hp.get("seed", 0))
     ids = sorted(set(pretrain_ids) | {i for row in triplets for i in row})
     position = {image_id: n for n, image_id in enumerate(ids)}
+    _loading(version, len(ids), f" for {len(train):,} training triplets")
     images = _load(ids, hp["image_size"])
 
     seed_everything(hp.get("seed", 0))

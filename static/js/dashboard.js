@@ -1,5 +1,6 @@
 // Dashboard: jobs update in place every 2 s (progress, rate, ETA, log, cancel); workers every 10 s;
-// when a job ends, the model versions table is refreshed from the server. No dependencies.
+// when a job ends, the model versions table is refreshed from the server; what cannot be undone
+// (cancelling a job, retiring a version) asks first, in place. No dependencies, no inline script.
 (() => {
   "use strict";
   const table = document.getElementById("jobs");
@@ -23,14 +24,38 @@
     return row.querySelector(`.${name}`);
   }
 
+  // A job's bar, by the rule the page's template draws it with (and the documents page should):
+  // done of total; with nothing to count, full once it succeeded, empty once it ended otherwise,
+  // indeterminate (moving) while it waits or runs.
+  function drawProgress(bar, job) {
+    if (job.progress_total) {
+      bar.max = job.progress_total;
+      bar.value = job.progress_done;
+    } else if (finished.has(job.status)) {
+      bar.max = 1;
+      bar.value = job.status === "succeeded" ? 1 : 0;
+    } else {
+      bar.removeAttribute("value");
+    }
+  }
+
+  function eta(job) {
+    if (finished.has(job.status)) return "—";
+    if (job.eta_seconds === null || job.eta_seconds === undefined) {
+      return job.status === "running" ? "estimating…" : "—"; // known after its first step
+    }
+    return duration(job.eta_seconds);
+  }
+
   function rowFor(job) {
     let row = table.querySelector(`tr[data-job="${job.id}"]`);
     if (!row) {
       row = document.createElement("tr");
       row.dataset.job = job.id;
-      row.innerHTML = '<td class="name"></td><td class="status"></td><td><progress></progress> <span class="count"></span></td>' +
+      row.innerHTML = '<td class="name"></td><td class="status" tabindex="-1"></td><td><progress></progress> <span class="count"></span></td>' +
         '<td class="rate"></td><td class="elapsed"></td><td class="eta"></td><td class="latest"></td><td class="actions"></td>';
       table.tBodies[0].querySelector("td[colspan]")?.parentElement.remove();
+      row.querySelector("progress").setAttribute("aria-label", `Progress of job ${job.id}`);
       table.tBodies[0].prepend(row);
     }
     return row;
@@ -41,32 +66,38 @@
     row.querySelector("td").textContent = `#${job.id} ${job.kind}`;
     row.dataset.status = job.status;
     cell(row, "status").textContent = job.status;
-    const bar = row.querySelector("progress");
-    bar.max = job.progress_total || 1;
-    bar.value = job.progress_total ? job.progress_done : (job.status === "succeeded" ? 1 : 0); // nothing to do: done
+    drawProgress(row.querySelector("progress"), job);
     cell(row, "count").textContent = `${job.progress_done} / ${job.progress_total}` +
       (job.percent !== null ? ` (${job.percent}%)` : "");
     cell(row, "rate").textContent = job.rate ? `${job.rate.toFixed(job.rate < 10 ? 2 : 0)}/s` : "—";
     cell(row, "elapsed").textContent = duration(job.elapsed_seconds);
-    cell(row, "eta").textContent = finished.has(job.status) ? "—" : duration(job.eta_seconds);
+    cell(row, "eta").textContent = eta(job);
     const latest = cell(row, "latest");
     latest.textContent = job.error || job.log_tail[job.log_tail.length - 1] || job.message;
     latest.classList.toggle("error", Boolean(job.error));
     latest.title = job.log_tail.join("\n");
     const actions = cell(row, "actions");
-    if (finished.has(job.status)) actions.textContent = "";
-    else if (!actions.querySelector("button")) {
+    if (finished.has(job.status)) {
+      // its buttons go: keep a keyboard user's place on the row, not lost at the top of the page
+      if (actions.contains(document.activeElement)) cell(row, "status").focus();
+      actions.textContent = "";
+    } else if (!actions.querySelector("button")) { // none yet, or "Really cancel?" is open: leave it
       const button = document.createElement("button");
       button.type = "button";
       button.className = "secondary cancel-job";
       button.textContent = "Cancel";
-      button.addEventListener("click", () => cancel(job.id, button));
+      button.dataset.confirm = `Cancel job #${job.id}? This cannot be undone; what it finished is kept.`;
+      button.dataset.confirmYes = "Cancel the job";
+      button.dataset.confirmNo = "Keep it running";
+      button.addEventListener("confirmed", () => cancel(job.id, button));
       actions.append(button);
     }
   }
 
   async function cancel(id, button) {
+    const row = button.closest("tr");
     button.disabled = true;
+    cell(row, "status").focus(); // the button goes when the job ends: the keyboard stays on its row
     try {
       const response = await fetch(`${table.dataset.cancelUrl}${id}/cancel/`, {
         method: "POST", headers: { "X-CSRFToken": csrf },
@@ -76,6 +107,7 @@
     } catch (error) {
       button.disabled = false;
       button.title = `Not cancelled: ${error.message}`;
+      button.focus();
     }
   }
 
@@ -135,6 +167,56 @@
       setTimeout(pollWorkers, 10000);
     }
   }
+
+  // --- asking before what cannot be undone -------------------------------------------------------
+  // A button with data-confirm turns, on its first click, into "question [Yes] [No]" in its place;
+  // No (or Escape) puts it back. Yes sends a form button's form, or fires "confirmed" on the button.
+  // Delegated from the document, so the versions table refreshed from the server keeps working.
+  let asked = 0;
+
+  function ask(button) {
+    const box = document.createElement("span");
+    box.className = "confirm";
+    box.setAttribute("role", "group");
+    const question = document.createElement("span");
+    question.id = `confirm-question-${++asked}`;
+    question.textContent = button.dataset.confirm;
+    box.setAttribute("aria-labelledby", question.id);
+    const yes = Object.assign(document.createElement("button"), {
+      type: "button", className: "danger confirm-yes", textContent: button.dataset.confirmYes || "Yes",
+    });
+    const no = Object.assign(document.createElement("button"), {
+      type: "button", className: "secondary confirm-no", textContent: button.dataset.confirmNo || "No",
+    });
+    box.append(question, " ", yes, " ", no);
+    button.hidden = true;
+    button.after(box);
+    no.focus(); // the safe answer first: a second Enter does not do it
+    const close = () => {
+      box.remove();
+      button.hidden = false;
+    };
+    no.addEventListener("click", () => { close(); button.focus(); });
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") { event.preventDefault(); close(); button.focus(); }
+    });
+    yes.addEventListener("click", () => {
+      close();
+      if (button.form && button.type === "submit") button.form.requestSubmit(button); // sends its name and value
+      else button.dispatchEvent(new CustomEvent("confirmed"));
+    });
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-confirm]");
+    if (!button || button.disabled) return;
+    event.preventDefault(); // the form is sent by Yes
+    ask(button);
+  });
+
+  // --- the criterion: choosing one shows it (the button does so without JavaScript) --------------
+  const criterionSelect = document.getElementById("criterion-select");
+  criterionSelect?.addEventListener("change", () => criterionSelect.form.requestSubmit());
 
   if (table) pollJobs();
   if (workers) pollWorkers();

@@ -89,8 +89,14 @@
 
   function say(text, isError = false) {
     if (!status) return;
-    status.textContent = text;
     status.classList.toggle("error", isError);
+    if (status.textContent === text) {
+      // the same words again (R pressed twice): a live region only speaks when its text changes
+      status.textContent = "";
+      setTimeout(() => { status.textContent = text; }, 50);
+    } else {
+      status.textContent = text;
+    }
   }
 
   // Marks are sent one at a time, in order, so the server applies them as they were made and
@@ -149,6 +155,8 @@
     const key = event.key.toLowerCase();
     if (key === "r" || key === "n" || key === "0") {
       event.preventDefault();
+      item.scrollIntoView({ block: "nearest" }); // the result the key acted on is in sight (see below)
+      if (!query) { say("Add the query to the library first: then R and N mark results."); return; }
       if (key === "0") { if (item.dataset.mark) mark(item, item.dataset.mark); }
       else mark(item, key === "r" ? "relevant" : "not_relevant");
       return;
@@ -161,5 +169,25 @@
     if (target) { event.preventDefault(); target.querySelector(".result-link").focus(); }
   });
 
+  // R / N / 0 with no result focused (focus on the page, the filters' button, "More results"):
+  // say what to do rather than nothing. Typing in a field is left alone.
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (!["r", "n", "0"].includes(event.key.toLowerCase())) return;
+    if (event.target.closest?.(".result, input, textarea, select, [contenteditable]")) return;
+    event.preventDefault();
+    say(query ? "No result has the focus: use a result's ✓ or ✗, or Tab to a result " +
+                "(the arrow keys then move between them)."
+      : "Add the query to the library first: then R and N mark results.");
+  });
+
   showMarks();
+
+  // Results have arrived (this page is a search's answer): the first takes the focus, so R, N and
+  // the arrows work at once instead of after a Tab through the header and the filters. Not when the
+  // reader is already somewhere (a field, a link to a fragment); no scrolling: the query and the
+  // filters stay in view, and a key that acts on a result scrolls to it.
+  const first = results.querySelector(".result .result-link");
+  const untouched = document.activeElement === document.body || document.activeElement === null;
+  if (first && untouched && !location.hash) first.focus({ preventScroll: true });
 })();

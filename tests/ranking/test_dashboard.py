@@ -197,3 +197,42 @@ def test_rolling_back_twice_goes_two_versions_back(client, admin, criterion, aut
         version_activate(version_id=versions[-1].pk)
     assert version_rollback(criterion_id=criterion.pk).pk == versions[1].pk
     assert version_rollback(criterion_id=criterion.pk).pk == versions[0].pk
+
+
+def _latest(client, job_id: int) -> str:
+    """The "Latest" cell of a job's row, as the dashboard renders it."""
+    row = client.get("/dashboard/").content.decode().split(f'<tr data-job="{job_id}"')[1].split("</tr>")[0]
+    return html.unescape(row.split('class="latest')[1].split(">", 1)[1].split("</td>")[0])
+
+
+def test_a_training_job_says_what_it_does_from_the_moment_a_worker_takes_it(client, admin, criterion,
+                                                                            stripes_library):
+    from imagesearch.services.jobs import job_start
+
+    version = training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
+                             dispatch=False)
+    job_id = version.training_job_id
+    assert _latest(client, job_id) == "Waiting for a worker."  # queued: true
+    job_start(job_id=job_id)
+    job_log(job_id=job_id, line="Started: preparing the training data.", as_message=True)
+    # the page and dashboard.js show the same line: the error, else the log's last line, else the message
+    assert _latest(client, job_id).endswith(" Started: preparing the training data.")
+    assert Job.objects.get(pk=job_id).message == "Started: preparing the training data."
+
+    version_train(version_id=version.pk, embed="no")  # the worker's run: it says each step as it starts it
+    job = Job.objects.get(pk=job_id)
+    lines = [line.split(" ", 1)[1] for line in job.log.splitlines()]
+    assert lines[1:4] == ["Started: preparing the training data.", "Loading 16 images at 16 px.",
+                          "train: epoch 1 of 2 under way."]
+    assert lines[4].startswith("train epoch 1/2: loss ")
+    assert job.status == "succeeded" and job.message.startswith(f"Trained version {version.pk}")
+    job_log(job_id=job_id, line="A late line.", as_message=True)  # an ended job keeps its last word
+    assert Job.objects.get(pk=job_id).message.startswith(f"Trained version {version.pk}")
+
+
+def test_the_dashboard_has_no_inline_script_handler_or_style(client, admin, autoencoder, criterion):
+    import re
+
+    text = client.get(f"/dashboard/?criterion={criterion.pk}").content.decode()
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text)  # only <script src=...>
+    assert not re.search(r"\son[a-z]+\s*=", text) and not re.search(r"\sstyle\s*=", text)
