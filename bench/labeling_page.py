@@ -7,13 +7,15 @@ small autoencoder (so triplets come from active selection, as in production),
 starts the whole app with ``manage.py serve`` (gunicorn + a Celery worker that
 refills the queue), signs a labeler in to headless Chromium and answers
 ``--answers`` triplets with the arrow keys, one every ``--interval-ms`` (a fast
-expert answers in about a second; a shorter interval is a stress test).
+expert answers in about a second; a shorter interval is a stress test; 0 presses as fast as
+the page allows: the next key as soon as the next triplet shows).
 
 Measured in the page (``window.labelingSwitchTimes``): from each key press to the
 next triplet's three images painted. The reference, in the same run: what a page
 without prefetching would make the labeler wait — one ``POST /api/labeling/next/``
 plus loading and decoding its three images — timed in the same browser. The last
-line printed is the JSON summary. Needs Chromium at /usr/bin/chromium.
+line printed is the JSON summary, with the judgments stored and whether they are exactly the
+key presses, in order (none lost, none twice). Needs Chromium at /usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ REFERENCE_JS = """async (count) => {
   }
   return times;
 }"""
+
+
+ANSWER_OF_KEY = {"ArrowLeft": "a", "ArrowRight": "b", "ArrowDown": "unsure"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,6 +98,7 @@ def main(argv=None) -> dict:
         "LABELING_GOLD_RATE": "0", "LOG_LEVEL": "WARNING", "IMAGESEARCH_ADMIN_PASSWORD": "bench-admin",
     })
     server = None
+    summary: dict = {}
     try:
         import django
 
@@ -121,17 +127,23 @@ def main(argv=None) -> dict:
                 os.killpg(server.pid, signal.SIGKILL)
         from django.db import connections
 
-        stored = None
+        stored = in_order = None
         try:
             from labeling.models import TripletJudgment
 
-            stored = TripletJudgment.objects.filter(user__username="bench-labeler").count()
+            rows = list(TripletJudgment.objects.filter(user__username="bench-labeler").order_by("pk")
+                        .values_list("triplet_id", "answer"))
+            stored = len(rows)
+            # every key press stored once, in the order pressed, with the answer pressed
+            in_order = rows == [tuple(pair) for pair in summary["pressed"]] if summary else None
         except Exception:  # noqa: BLE001 - the figures matter more than this check
             pass
         connections.close_all()
         drop_database(admin, name)
         shutil.rmtree(work, ignore_errors=True)
     summary["judgments_stored"] = stored
+    summary["judgments_in_order"] = in_order
+    summary.pop("pressed", None)
     print(json.dumps(summary))
     return summary
 
@@ -184,10 +196,13 @@ def _drive_browser(base: str, args: argparse.Namespace) -> dict:
         page.wait_for_url(f"{base}/label/")
         page.wait_for_selector("#triplet[aria-busy=false] #query-frame img")
         started = time.monotonic()
+        pressed: list[tuple[int, str]] = []  # (triplet, answer) in the order of the key presses
         for i in range(args.answers):
             current = page.locator("#triplet").get_attribute("data-triplet")
             page.keyboard.press(keys[i % 3])
-            page.wait_for_function(f"document.getElementById('triplet').dataset.triplet !== '{current}'",
+            pressed.append((int(current), ANSWER_OF_KEY[keys[i % 3]]))
+            # a function, not a string: the page's Content-Security-Policy forbids eval
+            page.wait_for_function(f"() => document.getElementById('triplet').dataset.triplet !== '{current}'",
                                    timeout=60_000)
             page.wait_for_timeout(args.interval_ms)
         elapsed = time.monotonic() - started
@@ -200,6 +215,7 @@ def _drive_browser(base: str, args: argparse.Namespace) -> dict:
             "answers_per_minute": round(60 * args.answers / elapsed, 1),
             "switch_with_prefetch": with_prefetch, "wait_without_prefetch": without,
             "switches_over_100_ms": sum(t > 100 for t in switch),
+            "switches_over_1000_ms": sum(t > 1000 for t in switch), "pressed": pressed,
             "p50_ratio_without_to_with": round(without["p50_ms"] / max(with_prefetch["p50_ms"], 0.1), 1)}
 
 
