@@ -200,7 +200,11 @@ RANKING_HNSW_EF_SEARCH = env_int("RANKING_HNSW_EF_SEARCH", 100)  # recall@10 0.9
 # PostgreSQL maintenance_work_mem while an index is built: ≈ 1.5 GB per million 256-d vectors keeps it in memory
 RANKING_INDEX_BUILD_MEMORY = os.environ.get("RANKING_INDEX_BUILD_MEMORY", "2GB")
 RANKING_AUTO_ACTIVATE = env_bool("RANKING_AUTO_ACTIVATE", True)
-RANKING_AUTO_TRAIN = env_bool("RANKING_AUTO_TRAIN", True)  # a first autoencoder after the first import
+RANKING_AUTO_TRAIN = env_bool("RANKING_AUTO_TRAIN", True)  # a first model after the first import
+# the first model's kind: "pretrained" (features of a pretrained backbone, no training) or "autoencoder"
+RANKING_FIRST_MODEL = os.environ.get("RANKING_FIRST_MODEL", "pretrained")
+RANKING_PRETRAINED_BACKBONE = os.environ.get("RANKING_PRETRAINED_BACKBONE", "efficientnet_lite0")
+RANKING_PRETRAINED_IMAGE_SIZE = env_int("RANKING_PRETRAINED_IMAGE_SIZE", 224)
 # Labeling (see the README, "Labeling")
 LABELING_JUDGMENTS_PER_TRIPLET = env_int("LABELING_JUDGMENTS_PER_TRIPLET", 1)  # k labelers per triplet
 LABELING_MAX_JUDGMENTS_PER_TRIPLET = env_int("LABELING_MAX_JUDGMENTS_PER_TRIPLET", 3)  # raised on disagreement

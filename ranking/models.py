@@ -45,6 +45,7 @@ class SimilarityCriterion(models.Model):
 
 class ModelVersion(models.Model):
     class Kind(models.TextChoices):
+        PRETRAINED = "pretrained", "Pretrained features"
         AUTOENCODER = "autoencoder", "Autoencoder"
         RANKING = "ranking", "Deep ranking"
 

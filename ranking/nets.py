@@ -251,8 +251,29 @@ class DeepRankingNet(nn.Module):
     embed = forward
 
 
+class PretrainedFeatures(nn.Module):
+    """A library's first model: a pretrained backbone's pooled features, L2-normalised, with no training.
+
+    Generic similarity that is good from day one (searches and the first candidate triplets come
+    from good neighbours) and the baseline a deep-ranking version must beat.
+    """
+
+    def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 224, weights: str | Path | None = None):
+        super().__init__()
+        self.image_size = image_size
+        self.normalize = Normalize(*backbone_input_stats(backbone))
+        self.deep, self.embedding_dim, self.weights_used = make_backbone(backbone, image_size, weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.deep(self.normalize(x)).float(), dim=1)
+
+    embed = forward
+
+
 def build_model(kind: str, **params) -> nn.Module:
     """Construct a network from its kind and the JSON-safe parameters stored with it."""
+    if kind == "pretrained":
+        return PretrainedFeatures(**params)
     if kind == "autoencoder":
         return ConvAutoencoder(**params)
     if kind == "ranking":

@@ -20,6 +20,14 @@ _TRAINING = dict(queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_lim
 _DB_RETRY = DATABASE_RETRY
 
 
+@shared_task(name="ranking.prepare_pretrained", queue="default", acks_late=True, soft_time_limit=600, time_limit=660)
+def prepare_pretrained(version_id: int) -> None:
+    """A pretrained-features version: nothing to train, its weights are saved and it embeds the library."""
+    from ranking.services.training import version_train
+
+    version_train(version_id=version_id)
+
+
 @shared_task(name="ranking.train_autoencoder", **_TRAINING)
 def train_autoencoder(version_id: int) -> None:
     from ranking.services.training import version_train

@@ -106,6 +106,9 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
             SimilarityCriterion.objects.filter(pk=criterion.pk).update(auto_retrain_after=value)
             messages.success(request, f"Automatic retraining after {value} new judgments." if value
                              else "Automatic retraining is off.")
+        elif action == "prepare_pretrained":
+            new = training_start(criterion=criterion, kind=ModelVersion.Kind.PRETRAINED, created_by=request.user)
+            messages.success(request, f"Preparing pretrained-features version {new.pk}: follow it under Jobs.")
         elif action == "train_autoencoder":
             new = training_start(criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER, created_by=request.user)
             messages.success(request, f"Training autoencoder version {new.pk}: follow it under Jobs.")

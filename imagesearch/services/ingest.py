@@ -470,9 +470,9 @@ def _upload_job(files: list[UploadedFile], *, collection: Collection, label: str
 
 
 def _train_first_models() -> None:
-    from ranking.services.training import autoencoder_train_first_models
+    from ranking.services.training import first_models_start
 
-    autoencoder_train_first_models()
+    first_models_start()
 
 
 def _embed_when_committed(image_ids: list[int]) -> None:

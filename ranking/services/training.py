@@ -1,4 +1,4 @@
-"""Training model versions: the autoencoder baseline and the deep-ranking network.
+"""Training model versions: pretrained features, the autoencoder baseline and the deep-ranking network.
 
 ``training_start`` records a ModelVersion (status "training") and its Job and
 queues the Celery task; ``version_train`` does the work in the worker (or in
@@ -25,18 +25,21 @@ from ranking.models import ModelVersion, SimilarityCriterion
 
 logger = logging.getLogger(__name__)
 
-TRAIN_JOB_KIND = {ModelVersion.Kind.AUTOENCODER: "train_autoencoder", ModelVersion.Kind.RANKING: "train_ranking"}
+TRAIN_JOB_KIND = {ModelVersion.Kind.PRETRAINED: "prepare_pretrained", ModelVersion.Kind.AUTOENCODER: "train_autoencoder",
+                  ModelVersion.Kind.RANKING: "train_ranking"}
 
 # Network parameters (what ``ranking.nets.build_model`` takes) per kind; the rest
 # of a version's hyperparameters configure training.
 MODEL_PARAMS = {
+    ModelVersion.Kind.PRETRAINED: ("backbone", "image_size", "weights"),
     ModelVersion.Kind.AUTOENCODER: ("image_size", "embedding_dim", "width", "depth"),
     ModelVersion.Kind.RANKING: ("backbone", "embedding_dim", "image_size", "weights"),
 }
 
 
-# an autoencoder batch: fewer images are no library to learn from yet
-FIRST_MODEL_MIN_IMAGES = 128
+# the fewest images a first model is made for: an autoencoder needs a batch to learn from; pretrained
+# features need nothing but the images
+FIRST_MODEL_MIN_IMAGES = {ModelVersion.Kind.PRETRAINED: 1, ModelVersion.Kind.AUTOENCODER: 128}
 
 
 class TrainingError(Exception):
@@ -48,6 +51,10 @@ class TrainingCancelled(Exception):
 
 
 def default_hyperparameters(kind: str) -> dict:
+    if kind == ModelVersion.Kind.PRETRAINED:
+        # ImageNet weights whenever they are on the machine (the default backbone's always are)
+        return {"backbone": settings.RANKING_PRETRAINED_BACKBONE, "weights": "imagenet",
+                "image_size": settings.RANKING_PRETRAINED_IMAGE_SIZE, "epochs": 0}
     if kind == ModelVersion.Kind.AUTOENCODER:
         size = settings.RANKING_AUTOENCODER_IMAGE_SIZE
         return {"image_size": size, "embedding_dim": 64, "width": 32, "depth": 2 if size <= 32 else 4,
@@ -96,15 +103,21 @@ def training_start(
         job.params["version_id"] = version.pk
         job.save(update_fields=["params"])
         if dispatch:
-            from ranking.tasks import train_autoencoder, train_ranking
-
-            task = train_autoencoder if kind == ModelVersion.Kind.AUTOENCODER else train_ranking
-            transaction.on_commit(lambda: task.delay(version.pk))
+            transaction.on_commit(lambda: training_task(kind).delay(version.pk))
     return version
 
 
-def autoencoder_train_first_models() -> list[ModelVersion]:
-    """Queue an autoencoder for every criterion that has no model yet, once the library is big enough.
+def training_task(kind: str):
+    """The Celery task that trains (or prepares) a version of this kind."""
+    from ranking import tasks
+
+    return {ModelVersion.Kind.PRETRAINED: tasks.prepare_pretrained, ModelVersion.Kind.AUTOENCODER:
+            tasks.train_autoencoder, ModelVersion.Kind.RANKING: tasks.train_ranking}[kind]
+
+
+def first_models_start() -> list[ModelVersion]:
+    """Queue a first model (RANKING_FIRST_MODEL: pretrained features by default) for every criterion
+    that has none yet, once the library holds enough images for that kind.
 
     Called when an import finishes, so that a fresh library gets its first model
     (and its first candidate triplets) without anyone asking. Off with
@@ -112,13 +125,14 @@ def autoencoder_train_first_models() -> list[ModelVersion]:
     """
     if not settings.RANKING_AUTO_TRAIN:
         return []
-    if Image.objects.count() < FIRST_MODEL_MIN_IMAGES:
+    kind = settings.RANKING_FIRST_MODEL
+    if Image.objects.count() < FIRST_MODEL_MIN_IMAGES.get(kind, 1):
         return []
     started = []
     with transaction.atomic():
         for criterion in SimilarityCriterion.objects.select_for_update().order_by("pk"):
             if not criterion.versions.exists():
-                started.append(training_start(criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER))
+                started.append(training_start(criterion=criterion, kind=kind))
     return started
 
 
@@ -152,7 +166,9 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
     job_log(job_id=job_id, line="Started: preparing the training data.", as_message=True)
     started = time.monotonic()
     try:
-        if version.kind == ModelVersion.Kind.AUTOENCODER:
+        if version.kind == ModelVersion.Kind.PRETRAINED:
+            model, metrics = _prepare_pretrained(version)
+        elif version.kind == ModelVersion.Kind.AUTOENCODER:
             model, metrics = _train_autoencoder(version)
         else:
             model, metrics = _train_ranking(version)
@@ -201,6 +217,8 @@ def _start_embedding(version: ModelVersion, embed: str) -> None:
 
 
 def _training_summary(version: ModelVersion, metrics: dict) -> str:
+    if version.kind == ModelVersion.Kind.PRETRAINED:
+        return f"Prepared version {version.pk} ({version.get_kind_display()}, {metrics['weights_init']}): no training."
     text = f"Trained version {version.pk} ({version.get_kind_display()}) in {metrics['seconds']:.0f} s"
     if metrics.get("val_accuracy") is not None:
         text += f"; held-out triplet accuracy {metrics['val_accuracy']:.3f}"
@@ -280,6 +298,15 @@ def _load(image_ids: list[int], size: int):
         bad = [image_ids[i] for i in (~ok).nonzero().flatten().tolist()][:10]
         logger.warning("%d images could not be read and are blank in training (ids %s…)", int((~ok).sum()), bad)
     return images
+
+
+def _prepare_pretrained(version: ModelVersion):
+    """Nothing to learn: the backbone as it is, saved with the version so that it embeds like any other."""
+    from ranking.nets import build_model
+
+    hp = version.hyperparameters
+    model = build_model("pretrained", **{k: hp[k] for k in MODEL_PARAMS["pretrained"]})
+    return model, {"weights_init": model.weights_used}
 
 
 def _train_autoencoder(version: ModelVersion):
@@ -406,15 +433,20 @@ def _query_hash(query_id: int, seed: int) -> int:
 
 
 def baseline_accuracies(*, criterion: SimilarityCriterion, triplets: list[tuple[int, int, int]]) -> dict:
-    """Held-out triplet accuracy of the criterion's active version and newest autoencoder, from stored embeddings."""
+    """Held-out triplet accuracy of the criterion's active version and newest baselines (pretrained features,
+    autoencoder), from stored embeddings."""
     from ranking.selectors import triplet_accuracy_of_version
 
     out = {}
     active = ModelVersion.objects.filter(criterion=criterion, status=ModelVersion.Status.ACTIVE).first()
-    autoencoder = ModelVersion.objects.filter(
-        criterion=criterion, kind=ModelVersion.Kind.AUTOENCODER, status__in=ModelVersion.EMBEDDED_STATUSES
-    ).order_by("-pk").first()
-    for key, version in (("active", active), ("autoencoder", autoencoder)):
+
+    def newest(kind: str) -> ModelVersion | None:
+        return ModelVersion.objects.filter(criterion=criterion, kind=kind,
+                                           status__in=ModelVersion.EMBEDDED_STATUSES).order_by("-pk").first()
+
+    baselines = (("active", active), ("pretrained", newest(ModelVersion.Kind.PRETRAINED)),
+                 ("autoencoder", newest(ModelVersion.Kind.AUTOENCODER)))
+    for key, version in baselines:
         if version is not None:
             out[key] = triplet_accuracy_of_version(version=version, triplets=triplets)
     return out

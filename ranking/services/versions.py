@@ -73,10 +73,11 @@ def version_auto_activate(*, version_id: int) -> bool:
             return False
         metrics = version.metrics or {}
         own = metrics.get("val_accuracy")
-        baselines = [metrics.get("baseline_val_accuracy", {}).get(key) for key in ("active", "autoencoder")]
+        baselines = [metrics.get("baseline_val_accuracy", {}).get(key) for key in ("active", "pretrained", "autoencoder")]
         if own is None or any(b is not None and own < b for b in baselines):
-            _decision(version, f"Not activated: held-out accuracy {own} is below the active version's or the "
-                               f"autoencoder's {baselines}; an admin may still activate it.")
+            _decision(version, f"Not activated: held-out accuracy {own} is below the active version's or a "
+                               f"baseline's (active, pretrained features, autoencoder: {baselines}); an admin may "
+                               "still activate it.")
             return False
     try:
         version_activate(version_id=version_id)

