@@ -123,9 +123,22 @@
     refreshWanted = false;
   }
 
+  // When the server stops answering, say so (the rows would otherwise go on showing "running").
+  const connection = document.getElementById("connection-status");
+  let unreachableSince = null;
+  function reachable(ok) {
+    if (!connection) return;
+    if (ok) { unreachableSince = null; connection.hidden = true; return; }
+    unreachableSince = unreachableSince || new Date();
+    connection.textContent = `The server has not answered since ${unreachableSince.toLocaleTimeString()}: ` +
+      "what this page shows may be out of date. It keeps asking.";
+    connection.hidden = false;
+  }
+
   async function pollJobs() {
     try {
       const response = await fetch(table.dataset.url, { headers: { Accept: "application/json" } });
+      reachable(response.ok || response.status === 403);
       if (response.ok) {
         let ended = false;
         for (const job of (await response.json()).reverse()) {
@@ -136,6 +149,8 @@
         }
         if (ended || refreshWanted) await refreshVersions();
       }
+    } catch (error) {
+      reachable(false); // the server is down or the network gone: try again later
     } finally {
       setTimeout(pollJobs, document.hidden ? 10000 : 2000);
     }
@@ -163,6 +178,10 @@
           className: "error", textContent: "No worker online: jobs wait in the queue until one starts.",
         })]));
       }
+    } catch (error) {
+      workers.replaceChildren(Object.assign(document.createElement("li"), {
+        className: "error", textContent: "The server is not answering: the workers are unknown.",
+      }));
     } finally {
       setTimeout(pollWorkers, 10000);
     }

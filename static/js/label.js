@@ -94,6 +94,7 @@
     frames.b.replaceChildren(item.images.b);
     busy.setAttribute("aria-busy", "false");
     busy.dataset.triplet = item.triplet.id;
+    if (statusLine.textContent.endsWith("was not counted.")) say("");  // the triplet it waited for is here
     shownAt = performance.now();
     if (answeredAt !== null) {
       const started = answeredAt;
@@ -169,7 +170,16 @@
   let undoing = false; // keys wait while an undo brings its triplet back
 
   function answer(value) {
-    if (!current || broken || undoing) return;
+    if (broken) return;
+    if (!current || undoing) {
+      // nothing on screen to answer: a key pressed now is not counted, and the labeler is told so
+      // (unless the page already says that there is nothing to label)
+      if (!statusLine.textContent.startsWith("No triplets")) {
+        say(undoing ? "Undoing the last answer: that key was not counted; press it again."
+                    : "The next triplet is still loading: that key was not counted.");
+      }
+      return;
+    }
     const { triplet } = current;
     const seconds = Math.round(performance.now() - shownAt) / 1000;
     answeredAt = performance.now();

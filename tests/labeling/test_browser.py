@@ -64,3 +64,35 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     page.locator("#choose-b").click()
     answered[tapped] = "b"
     wait_for(lambda: stored() == answered)
+
+
+def test_a_key_pressed_while_the_next_triplet_loads_is_not_counted_and_the_labeler_is_told(
+        browser_page, live_server, transactional_db, criterion, stripes_library, settings):
+    """A fast labeler outran the prefetched triplets: the key pressed on "Loading…" was dropped silently."""
+    settings.LABELING_GOLD_RATE = 0
+    labeler = UserFactory(username="fast", roles=["labeler"])
+    page = browser_page
+    held, holding = [], [True]
+
+    def slow(route) -> None:  # the first triplets are slow to come
+        if holding[0]:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/labeling/next/", slow)
+    browser_login(page, live_server.url, "fast")
+    page.wait_for_url(f"{live_server.url}/label/")
+    wait_for(lambda: held or page.wait_for_timeout(100), timeout=20, what="the page to ask for triplets")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('was not counted')")
+
+    holding[0] = False
+    for route in held:
+        route.continue_()
+    page.wait_for_selector("#triplet[aria-busy=false] #query-frame img")
+    page.wait_for_function("() => !document.getElementById('status').textContent.includes('was not counted')")
+    page.keyboard.press("ArrowLeft")
+    wait_for(lambda: TripletJudgment.objects.filter(user=labeler).count() == 1, what="the one answer counted")
+    page.wait_for_timeout(500)
+    assert TripletJudgment.objects.filter(user=labeler).count() == 1

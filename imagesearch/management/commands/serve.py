@@ -64,6 +64,7 @@ class Command(BaseCommand):
         self._stopping = False
         self._force = False  # set by a second Ctrl-C: stop waiting for a graceful stop
         self._redis = EmbeddedRedis(settings.EMBEDDED_REDIS_DIR) if settings.EMBEDDED_REDIS else None
+        self._say("Starting: the database and broker, migrations, static files…")
         if self._redis:
             self._redis.ensure()
         call_command("migrate", interactive=False, verbosity=0)
@@ -105,6 +106,10 @@ class Command(BaseCommand):
             raise CommandError(f"{failure} Everything was stopped.")
         self.stdout.write("Stopped.")
 
+    def _say(self, text: str) -> None:
+        """A line of serve's own, with the time (its children's log lines carry theirs)."""
+        self.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} serve: {text}")
+
     def _request_stop(self, signum, frame) -> None:
         if self._stopping:
             self._force = True
@@ -116,7 +121,7 @@ class Command(BaseCommand):
             from imagesearch.workers import broker_requeue_unacknowledged
 
             if requeued := broker_requeue_unacknowledged():
-                self.stdout.write(f"Handed {requeued} unfinished task(s) of a stopped worker back to the queue.")
+                self._say(f"Handed {requeued} unfinished task(s) of a stopped worker back to the queue.")
         command = self._worker_command(self._options) if name == "worker" else self._web_command(self._options)
         return subprocess.Popen(command, env=self._env, start_new_session=True, preexec_fn=_die_with_parent)
 
@@ -154,7 +159,7 @@ class Command(BaseCommand):
                     return (f"The {name} process exited {times.maxlen + 1} times within {RESTART_WINDOW_SECONDS} s "
                             f"(last exit code {process.returncode}).")
                 times.append(time.monotonic())
-                self.stderr.write(f"The {name} process exited (code {process.returncode}); starting it again.")
+                self._say(f"The {name} process exited (code {process.returncode}); starting it again.")
                 _kill_group(process)  # pool children it left behind
                 children[name] = self._start(name)
             if time.monotonic() >= next_check:
@@ -167,19 +172,19 @@ class Command(BaseCommand):
     def _check_services(self) -> str | None:
         """Start the embedded Redis or PostgreSQL again if it died; returns why not, if it cannot."""
         if self._redis and not self._redis.running():
-            self.stderr.write("The embedded Redis stopped answering; starting it again.")
+            self._say("The embedded Redis stopped answering; starting it again.")
             try:
                 self._redis.ensure()
             except RuntimeError as exc:
                 return str(exc)
         if getattr(settings, "EMBEDDED_DATABASE", False) and not embedded_db.embedded_postgres_running(
                 settings.DATA_DIR):
-            self.stderr.write("The embedded PostgreSQL stopped; starting it again (it recovers from its log).")
+            self._say("The embedded PostgreSQL stopped; starting it again (it recovers from its log).")
             try:
                 embedded_db.embedded_postgres_restart(settings.DATA_DIR)
             except Exception as exc:  # noqa: BLE001 - reported, then everything stops
                 return f"The embedded PostgreSQL could not be started again ({exc}); see {settings.DATA_DIR / 'pgdata' / 'log'}."
-            self.stderr.write("The embedded PostgreSQL is running again.")
+            self._say("The embedded PostgreSQL is running again.")
         return None
 
     def _stop_all(self, children: dict[str, subprocess.Popen], timeout: float) -> None:
@@ -187,6 +192,9 @@ class Command(BaseCommand):
             process = children.get(name)
             if process is None or process.poll() is not None:
                 continue
+            self._say("Stopping the web server…" if name == "web" else
+                      f"Stopping the worker: it finishes its current tasks first (up to {timeout:.0f} s; "
+                      "Ctrl-C again stops it now)…")
             process.send_signal(signal.SIGTERM)  # graceful: gunicorn drains, Celery warm-stops
             deadline = time.monotonic() + timeout
             while process.poll() is None and time.monotonic() < deadline and not self._force:
