@@ -219,9 +219,14 @@ def triplets_random(*, criterion: SimilarityCriterion, collection_id: int | None
     return triplets
 
 
-def random_image_ids(*, collection_id: int | None, count: int, rng: random.Random) -> list[int]:
-    """Up to ``count`` distinct random image ids, without reading the whole table (ids are dense enough)."""
+def random_image_ids(*, collection_id: int | None, count: int, rng: random.Random,
+                     embedded_by: ModelVersion | None = None) -> list[int]:
+    """Up to ``count`` distinct random image ids, without reading the whole table (ids are dense enough).
+
+    ``embedded_by``: only images that have an embedding under that version."""
     images = Image.objects.all() if collection_id is None else Image.objects.filter(collection_id=collection_id)
+    if embedded_by is not None:
+        images = images.filter(embeddings__version=embedded_by)
     bounds = images.aggregate(low=Min("pk"), high=Max("pk"))
     if bounds["low"] is None:
         return []
@@ -283,7 +288,10 @@ def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None
                 # three times the queries needed: active selection keeps the best, the policy the
                 # first ones that yield a triplet (some find too few neighbours in a small collection)
                 selection = settings.LABELING_SELECTION
-                queries = random_image_ids(collection_id=collection_id, rng=rng, count=missing * 3)
+                # only embedded queries: one imported a moment ago would be embedded here, in the refill
+                # task (a 224 px forward each: a refill after a large import held a worker for minutes)
+                queries = random_image_ids(collection_id=collection_id, rng=rng, count=missing * 3,
+                                           embedded_by=version)
                 triplets_generate(criterion=criterion, version=version, query_ids=queries, selection=selection,
                                   count=missing, seed=rng.randrange(2**31), collection_id=collection_id)
             fruitless = fruitless + 1 if waiting.count() == count else 0

@@ -262,3 +262,25 @@ def test_a_labeler_who_skipped_everything_queued_still_gets_new_triplets(criteri
         assignment_skip(user=ann, triplet_id=triplet.pk)
     # the queue is full for others, but nothing in it is left for ann: she still gets one
     assert len(assignments_next(user=ann, criterion=criterion)) == 1
+
+
+def test_a_refill_draws_its_queries_among_embedded_images_only(criterion, autoencoder, settings, monkeypatch):
+    """Images imported a moment ago have no embedding yet: the refill must not embed them itself (a
+    224 px forward each, in the refill task: after a large import it held a worker for minutes)."""
+    from imagesearch.models import Image
+    from ranking import selectors
+    from ranking.models import Embedding
+    from tests.factories import make_image
+
+    fresh = {make_image(label="new").pk for _ in range(6)}
+    assert not Embedding.objects.filter(image_id__in=fresh).exists()
+
+    def no_live_embedding(**kwargs):
+        raise AssertionError("the refill embedded an image itself")
+
+    monkeypatch.setattr(selectors, "embed_file", no_live_embedding)
+    added = triplets_refill(criterion=criterion, target=10, seed=3)
+    assert added > 0
+    queries = set(Triplet.objects.values_list("query_id", flat=True))
+    assert queries and not queries & fresh
+    assert Image.objects.count() == 22
