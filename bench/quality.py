@@ -1,4 +1,4 @@
-"""Search quality: raw pixels vs the autoencoder vs deep ranking vs an all-labels upper bound.
+"""Search quality: raw pixels vs the autoencoder vs pretrained features vs deep ranking vs an all-labels upper bound.
 
     python -m bench.quality --images DIR [--triplets 5000] [--queries 1000] [--seed 0] [--json OUT]
 
@@ -7,7 +7,9 @@ writes Fashion-MNIST that way). In a scratch database, through the app's own
 services, it:
 
 1. imports the images (the folder name is each image's label);
-2. trains the autoencoder, embeds and indexes the library with it;
+2. trains the autoencoder, embeds and indexes the library with it; prepares pretrained
+   features (``--pretrained-backbone`` at ``--pretrained-size`` px) and embeds the library
+   with them (with ``--baselines-only`` it stops after scoring these against raw pixels);
 3. holds out ``--queries`` images: they are never in a training triplet;
 4. draws candidate triplets from autoencoder neighbours exactly as the labeling
    app serves them (``labeling.services.triplets_generate``) and answers them
@@ -52,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=30, help="deep-ranking epochs")
     p.add_argument("--pretrain-epochs", type=int, default=0, help="self-supervised epochs before ranking")
     p.add_argument("--upper-epochs", type=int, default=None, help="default: --epochs")
+    p.add_argument("--pretrained-backbone", default="efficientnet_lite0")
+    p.add_argument("--pretrained-size", type=int, default=224, help="pretrained features' input size, px")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="score raw pixels, the autoencoder and pretrained features only (no judgments, no training)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other ranking hyperparameter (see manage.py train --list-hyperparameters)")
     p.add_argument("--far-share", type=float, default=0.5, help="share of candidates drawn from the whole library")
@@ -75,6 +81,8 @@ def main(argv=None) -> dict:
         "DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "imagesearch.settings",
         "RANKING_DEVICE": args.device, "RANKING_IMAGE_SIZE": str(args.image_size),
         "RANKING_AUTOENCODER_IMAGE_SIZE": str(args.autoencoder_size), "RANKING_AUTO_ACTIVATE": "1",
+        "RANKING_PRETRAINED_BACKBONE": args.pretrained_backbone,
+        "RANKING_PRETRAINED_IMAGE_SIZE": str(args.pretrained_size),
         "RANKING_AUTO_TRAIN": "0",  # this script trains each model itself
         "RANKING_EMBED_CHUNK_SIZE": "2048", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     })
@@ -140,6 +148,9 @@ def run(args: argparse.Namespace) -> dict:
         criterion=criterion, kind="autoencoder", dispatch=False,
         hyperparameters={"epochs": args.autoencoder_epochs, "seed": args.seed}).pk, embed="inline"))
     assert autoencoder.status == ModelVersion.Status.ACTIVE, autoencoder.error
+    pretrained = phases.run("pretrained features", lambda: version_train(version_id=training_start(
+        criterion=criterion, kind="pretrained", dispatch=False).pk, embed="inline"))
+    assert pretrained.status == ModelVersion.Status.READY, pretrained.error
 
     held_out = sorted(rng.sample(list(ids), args.queries))
     held = set(held_out)
@@ -157,13 +168,10 @@ def run(args: argparse.Namespace) -> dict:
             judgment_record(triplet=t, answer=answer, source=TripletJudgment.Source.SIMULATED)
         return answers
 
+    if args.baselines_only:
+        return _baselines(args, phases, started, ids, label_of, held_out, autoencoder, pretrained, policy)
     answers = phases.run("candidate triplets and simulated judgments", simulate)
-    val = []
-    for q, a, b, _ in triplet_candidates(version=autoencoder, query_ids=held_out * 2, policy=policy,
-                                         seed=args.seed + 1):
-        answer = expert_answer(label_of[q], label_of[a], label_of[b])
-        if answer != "unsure":
-            val.append((q, a, b) if answer == "a" else (q, b, a))
+    val = _evaluation_triplets(autoencoder, held_out, policy, args.seed, label_of)
 
     hyper = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seed": args.seed,
              **parse_settings(args.set)}
@@ -185,7 +193,7 @@ def run(args: argparse.Namespace) -> dict:
     pool_idx = np.array([index[int(i)] for i in ids if int(i) not in held])
     raw, raw_upper = phases.run("raw pixels and upper bound", _raw_and_upper, ids, labels, pool_idx, args, ranking)
     results["raw_pixels"] = scores(raw)
-    for key, version in (("autoencoder", autoencoder), ("deep_ranking", ranking)):
+    for key, version in (("autoencoder", autoencoder), ("pretrained_features", pretrained), ("deep_ranking", ranking)):
         results[key] = scores(_stored_vectors(version, ids))
     results["upper_bound"] = scores(raw_upper)
     ae, dr, up = (results[k]["p_at_10"] for k in ("autoencoder", "deep_ranking", "upper_bound"))
@@ -216,6 +224,46 @@ def run(args: argparse.Namespace) -> dict:
         "ranking_hyperparameters": ranking.hyperparameters, "seconds": phases.seconds,
         "total_seconds": round(time.monotonic() - started, 1), "seed": args.seed,
     }
+
+
+def _evaluation_triplets(autoencoder, held_out, policy, seed, label_of) -> list[tuple[int, int, int]]:
+    """Answerable triplets around the held-out queries, drawn as the labeling app draws them."""
+    from labeling.services.triplets import triplet_candidates
+
+    val = []
+    for q, a, b, _ in triplet_candidates(version=autoencoder, query_ids=held_out * 2, policy=policy, seed=seed + 1):
+        answer = expert_answer(label_of[q], label_of[a], label_of[b])
+        if answer != "unsure":
+            val.append((q, a, b) if answer == "a" else (q, b, a))
+    return val
+
+
+def _baselines(args, phases, started, ids, label_of, held_out, autoencoder, pretrained, policy) -> dict:
+    """--baselines-only: what a library has before any judgment, scored as ``run`` scores everything."""
+    import numpy as np
+    from django.conf import settings
+
+    from imagesearch.models import Image
+    from ranking.data import load_images
+
+    index = {int(pk): n for n, pk in enumerate(ids)}
+    labels = np.array([label_of[int(pk)] for pk in ids])
+    queries = np.array([index[q] for q in held_out])
+    val = _evaluation_triplets(autoencoder, held_out, policy, args.seed, label_of)
+    val_idx = np.array([[index[i] for i in t] for t in val])
+    names = dict(Image.objects.values_list("pk", "file"))
+    images, _ = load_images([settings.MEDIA_ROOT / names[int(i)] for i in ids], args.image_size)
+    results = {}
+    for key, vectors in (("raw_pixels", images.flatten(1).float().numpy()),
+                         ("autoencoder", _stored_vectors(autoencoder, ids)),
+                         ("pretrained_features", _stored_vectors(pretrained, ids))):
+        results[key] = {"p_at_10": precision_at_k(vectors, labels, queries, 10),
+                        "triplet_accuracy": triplet_accuracy(vectors, val_idx)}
+    return {"dataset": str(args.images), "images": len(ids), "held_out_queries": len(held_out),
+            "evaluation_triplets": len(val), "results": results,
+            "pretrained": {"backbone": args.pretrained_backbone, "image_size": args.pretrained_size,
+                           "weights": pretrained.metrics.get("weights_init")},
+            "seconds": phases.seconds, "total_seconds": round(time.monotonic() - started, 1), "seed": args.seed}
 
 
 def run_curves(args: argparse.Namespace) -> dict:
@@ -264,12 +312,7 @@ def run_curves(args: argparse.Namespace) -> dict:
     held = set(held_out)
     pool = [int(i) for i in ids if i not in held]
     policy = CandidatePolicy(far_share=args.far_share)
-    val = []
-    for q, a, b, _ in triplet_candidates(version=autoencoder, query_ids=held_out * 2, policy=policy,
-                                         seed=args.seed + 1):
-        answer = expert_answer(label_of[q], label_of[a], label_of[b])
-        if answer != "unsure":
-            val.append((q, a, b) if answer == "a" else (q, b, a))
+    val = _evaluation_triplets(autoencoder, held_out, policy, args.seed, label_of)
     val_idx = np.array([[index[i] for i in t] for t in val])
     queries = np.array([index[q] for q in held_out])
     hyper = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seed": args.seed,
