@@ -126,11 +126,17 @@ def workers_answering(data_dir: Path) -> list:
 
     from imagesearch import embedded_redis
 
-    app = Celery(broker=embedded_redis.broker_url(data_dir), set_as_current=False)
+    # Celery would take CELERY_BROKER_URL from the environment over the broker given here
+    saved = os.environ.pop("CELERY_BROKER_URL", None)
     try:
-        return app.control.ping(timeout=1.0)
+        app = Celery(broker=embedded_redis.broker_url(data_dir), set_as_current=False)
+        try:
+            return app.control.ping(timeout=1.0)
+        finally:
+            app.close()
     finally:
-        app.close()
+        if saved is not None:
+            os.environ["CELERY_BROKER_URL"] = saved
 
 
 def wait_until(condition, timeout: float, what: str):
