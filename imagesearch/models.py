@@ -103,6 +103,8 @@ class Job(models.Model):
     progress_done = models.BigIntegerField(default=0)
     progress_total = models.BigIntegerField(default=0)
     rate = models.FloatField(default=0.0, help_text="Items per second since the job started.")
+    # when progress_done last moved: the ETA counts down from it between updates instead of growing
+    progress_at = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True)
     error = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)

@@ -202,12 +202,22 @@ class JobOutputSerializer(serializers.ModelSerializer):
         return round(((job.finished_at or timezone.now()) - job.started_at).total_seconds(), 1)
 
     def get_eta_seconds(self, job: Job) -> float | None:
-        if job.is_finished or not job.progress_total or not job.progress_done:
+        """The time per item up to the last progress, times the items left, less the time since then.
+
+        Counting from the last progress (not from now) keeps the estimate from growing while a long
+        item runs (a training epoch: it climbed a minute per poll, then fell back at each epoch).
+        """
+        from django.utils import timezone
+
+        if job.is_finished or not job.progress_total or not job.progress_done or job.started_at is None:
             return None
-        elapsed = self.get_elapsed_seconds(job)
-        if not elapsed:
+        progress_at = job.progress_at or timezone.now()
+        per_item = max((progress_at - job.started_at).total_seconds(), 0.0) / job.progress_done
+        if not per_item:
             return None
-        return round(elapsed * (job.progress_total - job.progress_done) / job.progress_done, 1)
+        since = max((timezone.now() - progress_at).total_seconds(), 0.0)
+        left = per_item * max(job.progress_total - job.progress_done, 0) - since
+        return round(max(left, 1.0), 1)  # overdue: "any moment" rather than a negative time
 
     def get_log_tail(self, job: Job) -> list[str]:
         return job.log.splitlines()[-8:]

@@ -132,6 +132,7 @@ def _progress_add(job_id: int, done: int, *, result: dict | None = None) -> None
     now = timezone.now()
     updates = {
         "progress_done": F("progress_done") + done,
+        "progress_at": now,
         "updated_at": now,  # also a sign of life (jobs_fail_orphaned)
         # items per second since the start, in the same statement (no read back)
         "rate": Case(When(started_at__isnull=True, then=F("rate")), default=ExpressionWrapper(

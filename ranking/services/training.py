@@ -254,7 +254,8 @@ def _progress(version: ModelVersion, phase: str, total_epochs: int):
     if _checkpoint_path(version, phase).exists():
         job_log(job_id=version.training_job_id, line=f"{phase}: resuming from its last checkpoint.", as_message=True)
     else:
-        Job.objects.filter(pk=version.training_job_id).update(progress_done=0, progress_total=total_epochs)
+        Job.objects.filter(pk=version.training_job_id).update(progress_done=0, progress_total=total_epochs,
+                                                              progress_at=timezone.now())
         job_log(job_id=version.training_job_id, line=f"{phase}: epoch 1 of {total_epochs} under way.",
                 as_message=True)
 
@@ -265,7 +266,7 @@ def _progress(version: ModelVersion, phase: str, total_epochs: int):
             raise TrainingCancelled()  # cancelled, taken for dead, or retired: stop using the machine
         # progress counts the epochs of the phase under way (pretraining, then training)
         Job.objects.filter(pk=job.pk).update(
-            progress_done=epoch + 1, progress_total=total_epochs, message=f"{phase}: epoch {epoch + 1} of {total_epochs}, "
+            progress_done=epoch + 1, progress_total=total_epochs, progress_at=timezone.now(), message=f"{phase}: epoch {epoch + 1} of {total_epochs}, "
             f"loss {metrics['loss']:.4f}" + (f", held-out accuracy {metrics['val_accuracy']:.3f}"
                                              if "val_accuracy" in metrics else ""),
         )

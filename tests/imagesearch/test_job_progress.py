@@ -123,3 +123,27 @@ def test_the_reporter_reports_the_first_item_then_at_most_every_interval_and_nev
         often(done)
         counts.append(_done(job))
     assert counts == [1, 2, 3, 4, 4]  # the fifth is counted by the chunk's commit
+
+
+@pytest.mark.django_db
+def test_the_eta_counts_down_between_progress_updates_instead_of_growing():
+    """A training epoch is one long item: the ETA climbed a minute per poll during it, then fell back."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from imagesearch.api.serializers import JobOutputSerializer
+    from imagesearch.models import Job
+
+    now = timezone.now()
+    job = Job.objects.create(kind="train_ranking", status=Job.Status.RUNNING, progress_total=10, progress_done=5,
+                             started_at=now - timedelta(seconds=100), progress_at=now - timedelta(seconds=20))
+    # 80 s for 5 items → 16 s each, 5 left → 80 s, of which 20 have passed since the last update
+    first = JobOutputSerializer(job).data["eta_seconds"]
+    assert 59 <= first <= 60
+    # 30 s later with no progress (both times 30 s further back): 80 − 50
+    Job.objects.filter(pk=job.pk).update(started_at=now - timedelta(seconds=130), progress_at=now - timedelta(seconds=50))
+    later = JobOutputSerializer(Job.objects.get(pk=job.pk)).data["eta_seconds"]
+    assert 29 <= later <= 30  # a countdown (elapsed × left / done would have grown from 100 s to 130 s)
+    Job.objects.filter(pk=job.pk).update(started_at=now - timedelta(seconds=200), progress_at=now - timedelta(seconds=120))
+    assert JobOutputSerializer(Job.objects.get(pk=job.pk)).data["eta_seconds"] == 1.0  # overdue: any moment now
