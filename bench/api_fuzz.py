@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from bench.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -177,12 +178,6 @@ def _library_fill(*, with_model: bool) -> None:
                                  dispatch=False)
         version_train(version_id=version.pk, embed="inline")
     triplets_refill(criterion=criterion)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_start(*, data_dir: Path, port: int) -> subprocess.Popen:
@@ -404,7 +399,7 @@ def main(argv=None) -> int:
     try:
         tokens = app_setup(with_model=not args.no_model)
         setup_seconds = round(time.monotonic() - started, 1)
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         server = server_start(data_dir=data_dir, port=port)
         schema = schema_save(base_url=base_url, token=tokens["admin"], path=data_dir / "openapi.json")

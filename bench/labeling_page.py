@@ -25,14 +25,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from bench.serving import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,12 +68,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -91,7 +85,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
     name = f"bench_labeling_{os.getpid()}"
     url, admin = scratch_database(name)
-    port = _free_port()
+    port = free_port()
     os.environ.update({
         "DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "imagesearch.settings",
         "RANKING_AUTO_TRAIN": "0", "RANKING_AUTOENCODER_IMAGE_SIZE": "32", "RANKING_DEVICE": "cpu",
@@ -116,7 +110,7 @@ def main(argv=None) -> dict:
             start_new_session=True,
         )
         base = f"http://127.0.0.1:{port}"
-        _wait_for_http(f"{base}/accounts/login/", server)
+        wait_for_http(f"{base}/accounts/login/", server)
         summary = _drive_browser(base, args)
     finally:
         if server is not None:
@@ -165,19 +159,6 @@ def _prepare_library(work: Path, n: int, generate_photos) -> None:
     assert version.status == ModelVersion.Status.ACTIVE, version.error
     triplets_refill(criterion=criterion)  # what the worker keeps ready
     user_create(username="bench-labeler", password="bench-pass", roles=["labeler"])
-
-
-def _wait_for_http(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("serve exited early; see its log")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the server did not answer in time")
 
 
 def _drive_browser(base: str, args: argparse.Namespace) -> dict:

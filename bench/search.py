@@ -248,7 +248,7 @@ def measure_http(work: Path, count: int) -> dict:
     from rest_framework.authtoken.models import Token
 
     from bench.ingest import generate_photos
-    from bench.labeling_page import _free_port, _wait_for_http
+    from bench.serving import free_port, wait_for_http
     from imagesearch.services.accounts import user_create
 
     user, _ = user_create(username=f"bench-analyst-{uuid.uuid4().hex[:6]}", password="x" * 16, roles=["analyst"])
@@ -258,7 +258,7 @@ def measure_http(work: Path, count: int) -> dict:
     generate_photos(photos, count + warm, seed=12345)
     files = sorted(photos.glob("*.jpg"))
     connections.close_all()
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port), "--web-workers", "1", "--no-worker"],
         cwd=ROOT, env=os.environ.copy(), stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT,
@@ -266,7 +266,7 @@ def measure_http(work: Path, count: int) -> dict:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_for_http(f"{base}/accounts/login/", server)
+        wait_for_http(f"{base}/accounts/login/", server)
         seconds, sizes = [], []
         for i, path in enumerate(files):
             data = path.read_bytes()

@@ -108,10 +108,10 @@ def serve_start(work: Path, web_workers: int) -> tuple[subprocess.Popen, str]:
     from django.conf import settings
     from django.db import connections
 
-    from bench.labeling_page import _free_port, _wait_for_http
+    from bench.serving import free_port, wait_for_http
 
     connections.close_all()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "WEB_WORKERS": str(web_workers)}
     server = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port), "--web-workers", str(web_workers), "--no-worker"],
@@ -119,7 +119,7 @@ def serve_start(work: Path, web_workers: int) -> tuple[subprocess.Popen, str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_http(f"{base}/accounts/login/", server)
+        wait_for_http(f"{base}/accounts/login/", server)
     except BaseException:
         serve_stop(server)
         raise

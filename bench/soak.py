@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,19 +58,6 @@ def _manage(work: Path, *args: str, timeout: float = 900) -> str:
     return out.stdout
 
 
-def _wait_for(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("serve exited early; see its log")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(1)
-    raise SystemExit("the server did not answer in time")
-
-
 def _login(page, base: str, username: str) -> None:
     page.goto(f"{base}/accounts/login/")
     page.fill("input[name=username]", username)
@@ -97,6 +83,7 @@ def read_log(text: str) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from bench.ingest import generate_photos
+    from bench.serving import wait_for_http
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
@@ -108,7 +95,7 @@ def main(argv=None) -> dict:
     summary: dict = {"minutes": args.minutes, "work": str(work)}
     pressed = searches = search_failures = imports = 0
     try:
-        _wait_for(f"{base}/accounts/login/", server)
+        wait_for_http(f"{base}/accounts/login/", server, timeout=300)
         _manage(work, "add_user", "soak-labeler", "--role", "labeler", "--password", PASSWORD)
         _manage(work, "add_user", "soak-analyst", "--role", "analyst", "--password", PASSWORD)
         generate_photos(work / "photos-0", args.photos, seed=1)
