@@ -332,3 +332,24 @@ def test_no_page_breaks_the_content_security_policy(browser_page, live_server, t
     page.click("text=Go back")
     page.wait_for_url(f"**/images/{image.pk}/")
     assert refused == []
+
+
+def test_a_refused_page_is_one_log_line_and_a_server_error_keeps_its_traceback():
+    import logging
+
+    from imagesearch.logfilters import ClientErrorsWithoutTraceback
+
+    def record(status: int) -> logging.LogRecord:
+        try:
+            raise PermissionError("refused")
+        except PermissionError:
+            import sys
+
+            rec = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Forbidden", None, sys.exc_info())
+        rec.status_code = status
+        return rec
+
+    quiet = ClientErrorsWithoutTraceback()
+    forbidden, broken = record(403), record(500)
+    assert quiet.filter(forbidden) and forbidden.exc_info is None
+    assert quiet.filter(broken) and broken.exc_info is not None
