@@ -200,6 +200,8 @@ RANKING_HNSW_EF_SEARCH = env_int("RANKING_HNSW_EF_SEARCH", 100)  # recall@10 0.9
 # PostgreSQL maintenance_work_mem while an index is built: ≈ 1.5 GB per million 256-d vectors keeps it in memory
 RANKING_INDEX_BUILD_MEMORY = os.environ.get("RANKING_INDEX_BUILD_MEMORY", "2GB")
 RANKING_AUTO_ACTIVATE = env_bool("RANKING_AUTO_ACTIVATE", True)
+# fewer held-out judged triplets than this decide nothing: the verdict says so and an admin decides
+RANKING_ACTIVATION_MIN_TRIPLETS = env_int("RANKING_ACTIVATION_MIN_TRIPLETS", 100)
 RANKING_AUTO_TRAIN = env_bool("RANKING_AUTO_TRAIN", True)  # a first model after the first import
 # the first model's kind: "pretrained" (features of a pretrained backbone, no training) or "autoencoder"
 RANKING_FIRST_MODEL = os.environ.get("RANKING_FIRST_MODEL", "pretrained")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from django.conf import settings
 from django.db import transaction
@@ -57,10 +58,13 @@ def version_auto_activate(*, version_id: int) -> bool:
     """Activate a freshly embedded version when it is at least as good as what serves now.
 
     Policy: a criterion with no active version takes the first ready one. A
-    ranking version replaces the active one only when its held-out triplet
-    accuracy is at least the active version's and the autoencoder's on the same
-    held-out judgments (both measured at training time); otherwise it waits for
-    an admin. Nothing happens with RANKING_AUTO_ACTIVATE off.
+    ranking version replaces the active one only when it was judged on at least
+    RANKING_ACTIVATION_MIN_TRIPLETS held-out triplets (fewer decide nothing: 9
+    triplets put a chance-level version live) and its held-out triplet accuracy
+    is at least the active version's and the baselines' on the same held-out
+    judgments (all measured at training time); otherwise it waits for an admin,
+    and the verdict says why, with each accuracy's 95 % interval. Nothing
+    happens with RANKING_AUTO_ACTIVATE off.
     """
     if not settings.RANKING_AUTO_ACTIVATE:
         return False
@@ -73,21 +77,51 @@ def version_auto_activate(*, version_id: int) -> bool:
             return False
         metrics = version.metrics or {}
         own = metrics.get("val_accuracy")
-        baselines = [metrics.get("baseline_val_accuracy", {}).get(key) for key in ("active", "pretrained", "autoencoder")]
-        if own is None or any(b is not None and own < b for b in baselines):
-            _decision(version, f"Not activated: held-out accuracy {own} is below the active version's or a "
-                               f"baseline's (active, pretrained features, autoencoder: {baselines}); an admin may "
-                               "still activate it.")
+        triplets = metrics.get("val_triplets") or 0
+        minimum = settings.RANKING_ACTIVATION_MIN_TRIPLETS
+        if own is None or triplets < minimum:
+            _decision(version, f"Not decided: {triplets} held-out judged triplets, and at least {minimum} are needed "
+                               f"to compare versions (RANKING_ACTIVATION_MIN_TRIPLETS). Held-out accuracy "
+                               f"{accuracy_text(own, triplets)}. An admin may still activate it.")
+            return False
+        names = {"active": "the active version", "pretrained": "pretrained features", "autoencoder": "the autoencoder"}
+        baselines = {key: metrics.get("baseline_val_accuracy", {}).get(key) for key in names}
+        better = [key for key, value in baselines.items() if value is not None and own < value]
+        if better:
+            compared = "; ".join(f"{names[key]} {accuracy_text(value, triplets)}" for key, value in baselines.items()
+                                 if value is not None)
+            _decision(version, f"Not activated: held-out accuracy {accuracy_text(own, triplets)} is below "
+                               f"{' and '.join(names[key] for key in better)} on the same triplets ({compared}). "
+                               "An admin may still activate it.")
             return False
     try:
         version_activate(version_id=version_id)
     except ActivationRefused as exc:
         _decision(version, f"Not activated: {exc}")
         return False
-    accuracy = (version.metrics or {}).get("val_accuracy")
-    _decision(version, "Activated automatically" + (f" (held-out accuracy {accuracy:.3f})." if accuracy is not None
-                                                     else ": the criterion had no active version."))
+    metrics = version.metrics or {}
+    accuracy = metrics.get("val_accuracy")
+    _decision(version, "Activated automatically" + (
+        f" (held-out accuracy {accuracy_text(accuracy, metrics.get('val_triplets') or 0)})." if accuracy is not None
+        and active is not None else ": the criterion had no active version."))
     return True
+
+
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion measured on ``n`` trials."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_text(accuracy: float | None, n: int) -> str:
+    """"0.84 (95 % interval 0.80–0.87, 412 triplets)": an accuracy as a person can weigh it."""
+    if accuracy is None:
+        return f"unknown ({n} triplets)"
+    low, high = wilson_interval(accuracy, n)
+    return f"{accuracy:.2f} (95 % interval {low:.2f}–{high:.2f}, {n} triplets)"
 
 
 def _decision(version: ModelVersion, text: str) -> None:

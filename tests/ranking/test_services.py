@@ -260,3 +260,34 @@ def test_search_outside_a_transaction_sets_the_session_once_and_still_filters(tr
             assert cursor.fetchone()[0] == str(k)  # max(ef_search, k), held by the session
             cursor.execute("SHOW hnsw.iterative_scan")
             assert cursor.fetchone()[0] == "relaxed_order"
+
+
+def test_the_wilson_interval_matches_known_values():
+    from ranking.services.versions import accuracy_text, wilson_interval
+
+    low, high = wilson_interval(0.5, 100)
+    assert round(low, 3) == 0.404 and round(high, 3) == 0.596
+    low, high = wilson_interval(4 / 9, 9)  # the 9 triplets that activated a chance-level version
+    assert low < 0.2 and high > 0.7
+    assert accuracy_text(0.84, 412) == "0.84 (95 % interval 0.80–0.87, 412 triplets)"
+
+
+@pytest.mark.parametrize("triplets, accuracy, verdict", [
+    (9, 0.9, "Not decided: 9 held-out judged triplets, and at least 100 are needed"),
+    (400, 0.80, "Not activated: held-out accuracy 0.80 (95 % interval 0.76–0.84, 400 triplets) is below "
+                "the active version and pretrained features on the same triplets"),
+])
+def test_automatic_activation_needs_enough_held_out_triplets_and_beating_every_baseline(
+        criterion, settings, caplog, triplets, accuracy, verdict):
+    from ranking.services.versions import version_auto_activate
+
+    settings.RANKING_ACTIVATION_MIN_TRIPLETS = 100
+    ModelVersion.objects.create(criterion=criterion, kind="pretrained", status=ModelVersion.Status.ACTIVE)
+    candidate = ModelVersion.objects.create(
+        criterion=criterion, kind="ranking", status=ModelVersion.Status.READY,
+        metrics={"val_accuracy": accuracy, "val_triplets": triplets,
+                 "baseline_val_accuracy": {"active": 0.85, "pretrained": 0.85, "autoencoder": 0.70}})
+    with caplog.at_level("INFO", logger="ranking.services.versions"):
+        assert version_auto_activate(version_id=candidate.pk) is False
+    assert verdict in caplog.text
+    assert ModelVersion.objects.get(pk=candidate.pk).status == ModelVersion.Status.READY
