@@ -93,6 +93,7 @@ def main(argv=None) -> dict:
                               env=_env(work), stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
     summary: dict = {"minutes": args.minutes, "work": str(work)}
+    begun = time.monotonic()
     pressed = searches = search_failures = imports = 0
     try:
         wait_for_http(f"{base}/accounts/login/", server, timeout=300)
@@ -141,9 +142,13 @@ def main(argv=None) -> dict:
             labeler.wait_for_timeout(3000)  # the last answers reach the server
             stats = labeler.evaluate("async () => (await fetch('/api/labeling/stats/')).json()")
             browser.close()
-        summary.update(pressed=pressed, judgments=stats, searches=searches, search_failures=search_failures,
-                       imports=imports)
+        summary.update(judgments=stats)
+    except BaseException as exc:  # reported with what was measured until then
+        summary["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
     finally:
+        summary.update(pressed=pressed, searches=searches, search_failures=search_failures, imports=imports,
+                       seconds=round(time.monotonic() - begun, 1))
         server.send_signal(signal.SIGINT)
         try:
             server.wait(timeout=120)
@@ -151,7 +156,7 @@ def main(argv=None) -> dict:
             os.killpg(server.pid, signal.SIGKILL)
         summary["serve_exit_code"] = server.returncode
         summary.update(read_log(log_path.read_text(errors="replace")))
-    print(json.dumps(summary))
+        print(json.dumps(summary))
     return summary
 
 
