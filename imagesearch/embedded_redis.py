@@ -73,8 +73,9 @@ def ping(path: Path, timeout: float = 1.0) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGTERM when the owner dies (no orphan server)."""
+def die_with_parent() -> None:
+    """In a child, before exec: the kernel sends it SIGTERM when its parent dies, so none is orphaned
+    (the embedded Redis here, and every child of ``serve``). A no-op where there is no prctl."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -129,7 +130,7 @@ class EmbeddedRedis:
             self.process = subprocess.Popen(
                 [str(server_binary()), str(config)], cwd=folder, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             deadline = time.monotonic() + START_TIMEOUT_SECONDS
             while not self.running():

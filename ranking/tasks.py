@@ -17,7 +17,6 @@ from imagesearch.celery import DATABASE_RETRY
 logger = logging.getLogger(__name__)
 
 _TRAINING = dict(queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
-_DB_RETRY = DATABASE_RETRY
 
 
 @shared_task(name="ranking.prepare_pretrained", queue="default", acks_late=True, soft_time_limit=600, time_limit=660)
@@ -42,7 +41,7 @@ def train_ranking(version_id: int) -> None:
     version_train(version_id=version_id)
 
 
-@shared_task(name="ranking.refresh_embeddings", queue="default", soft_time_limit=600, time_limit=660, **_DB_RETRY)
+@shared_task(name="ranking.refresh_embeddings", queue="default", soft_time_limit=600, time_limit=660, **DATABASE_RETRY)
 def refresh_embeddings(version_id: int) -> int:
     """Queue chunks for every image still lacking an embedding under the version; returns the job id."""
     from ranking.services.embeddings import embeddings_refresh_start
@@ -51,7 +50,7 @@ def refresh_embeddings(version_id: int) -> int:
 
 
 @shared_task(name="ranking.embed_chunk", queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
-             **_DB_RETRY)
+             **DATABASE_RETRY)
 def embed_chunk(chunk_id: int) -> None:
     from imagesearch.services.jobs import job_fail
     from ranking.models import EmbeddingChunk
@@ -70,14 +69,14 @@ def embed_chunk(chunk_id: int) -> None:
 
 
 @shared_task(name="ranking.embed_new_images", queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
-             **_DB_RETRY)
+             **DATABASE_RETRY)
 def embed_new_images(image_ids: list[int]) -> int:
     from ranking.services.embeddings import embeddings_add_new_images
 
     return embeddings_add_new_images(image_ids=image_ids)
 
 
-@shared_task(name="ranking.embed_missing_images", queue="default", soft_time_limit=600, time_limit=660, **_DB_RETRY)
+@shared_task(name="ranking.embed_missing_images", queue="default", soft_time_limit=600, time_limit=660, **DATABASE_RETRY)
 def embed_missing_images() -> int:
     """The periodic sweep: queue embeddings for library images a version keeping embeddings lacks."""
     from ranking.services.embeddings import embeddings_sweep_missing
@@ -85,7 +84,7 @@ def embed_missing_images() -> int:
     return embeddings_sweep_missing()
 
 
-@shared_task(name="ranking.retire_version", queue="default", **_DB_RETRY)
+@shared_task(name="ranking.retire_version", queue="default", **DATABASE_RETRY)
 def retire_version(version_id: int, delete_weights: bool = False) -> None:
     """Drop a retired version's embeddings and index (millions of rows: not in a web request)."""
     from ranking.services.versions import version_embeddings_drop
@@ -93,7 +92,7 @@ def retire_version(version_id: int, delete_weights: bool = False) -> None:
     version_embeddings_drop(version_id=version_id, delete_weights=delete_weights)
 
 
-@shared_task(name="ranking.retrain_if_due", queue="default", **_DB_RETRY)
+@shared_task(name="ranking.retrain_if_due", queue="default", **DATABASE_RETRY)
 def retrain_if_due(criterion_id: int) -> int | None:
     """The automatic loop's check (cheap when nothing is due); returns the new version's id."""
     from ranking.services.training import training_start_if_due

@@ -15,7 +15,6 @@ everything.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import signal
@@ -30,21 +29,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from imagesearch import embedded_db
-from imagesearch.embedded_redis import EmbeddedRedis
+from imagesearch.embedded_redis import EmbeddedRedis, die_with_parent
 from imagesearch.services.accounts import admin_ensure
 
-PR_SET_PDEATHSIG = 1
 RESTART_WINDOW_SECONDS = 60
 MAX_RESTARTS_IN_WINDOW = 5  # more than this in the window: a crash loop, stop and say so
 SERVICE_CHECK_SECONDS = 2.0  # how often the embedded Redis and PostgreSQL are checked
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask the kernel to SIGTERM us when serve dies."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the normal shutdown path still stops the children
 
 
 class Command(BaseCommand):
@@ -123,7 +113,7 @@ class Command(BaseCommand):
             if requeued := broker_requeue_unacknowledged():
                 self._say(f"Handed {requeued} unfinished task(s) of a stopped worker back to the queue.")
         command = self._worker_command(self._options) if name == "worker" else self._web_command(self._options)
-        return subprocess.Popen(command, env=self._env, start_new_session=True, preexec_fn=_die_with_parent)
+        return subprocess.Popen(command, env=self._env, start_new_session=True, preexec_fn=die_with_parent)
 
     @staticmethod
     def _worker_command(options) -> list[str]:
