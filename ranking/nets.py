@@ -91,17 +91,20 @@ class ShallowBranch(nn.Module):
     layout) next to the deep branch's semantics.
     """
 
-    def __init__(self, factor: int, channels: int = 96, kernel: int = 5):
+    def __init__(self, factor: int, channels: int = 96, kernel: int = 5, stride: int = 1):
         super().__init__()
         self.factor = factor
-        self.conv = nn.Conv2d(3, channels, kernel, padding=kernel // 2)
+        self.stride = stride
+        self.conv = nn.Conv2d(3, channels, kernel, stride=stride, padding=(kernel - stride) // 2 if stride > 1
+                              else kernel // 2)
         self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = max(1, x.shape[-1] // self.factor)
         x = F.adaptive_avg_pool2d(x, size)
         x = F.relu(self.bn(self.conv(x)))
-        x = F.max_pool2d(x, 3, stride=2, padding=1) if size >= 4 else x
+        if self.stride == 1 and size >= 4:
+            x = F.max_pool2d(x, 3, stride=2, padding=1)
         return F.adaptive_max_pool2d(x, 1).flatten(1)
 
 
@@ -213,6 +216,23 @@ def make_backbone(
     return net, width, used
 
 
+def backbone_stages(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's stages from input to output, for unfreezing the last ones.
+
+    EfficientNet-Lite: its blocks in pairs, then its head convolution; ResNet: layer1–4;
+    other torchvision models: the children of their ``features``.
+    """
+    if isinstance(backbone, LiteFeatures):
+        blocks = list(backbone.net._blocks)
+        pairs = [nn.ModuleList(blocks[i : i + 2]) for i in range(0, len(blocks), 2)]
+        return pairs + [nn.ModuleList([backbone.net._conv_head, backbone.net._bn1])]
+    if hasattr(backbone, "layer4"):
+        return [backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
+    if hasattr(backbone, "features"):
+        return list(backbone.features.children())
+    return [m for m in backbone.children() if any(True for _ in m.parameters())]
+
+
 class DeepRankingNet(nn.Module):
     """The multi-scale network of Wang et al. (CVPR 2014).
 
@@ -261,11 +281,119 @@ class PretrainedFeatures(nn.Module):
     def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 224, weights: str | Path | None = None):
         super().__init__()
         self.image_size = image_size
+        self.backbone_name = backbone
         self.normalize = Normalize(*backbone_input_stats(backbone))
         self.deep, self.embedding_dim, self.weights_used = make_backbone(backbone, image_size, weights)
+        self.feature_dim = self.embedding_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled output (what the feature cache stores)."""
+        return self.deep(self.normalize(x)).float()
+
+    def embed_features(self, features: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(features.float(), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.deep(self.normalize(x)).float(), dim=1)
+        return self.embed_features(self.features(x))
+
+    embed = forward
+
+
+class RankingHead(nn.Module):
+    """All of the multi-scale network above a pretrained backbone: what learns from the judgments.
+
+    The deep branch is an MLP on the backbone's pooled features; the two shallow branches
+    (convolutions trained from scratch) read the image at a quarter of the network's input size,
+    and at an eighth — the paper's 4× and 8× down-sampled copies, which keep the details generic
+    ImageNet features ignore. Each branch is L2-normalised, the three concatenated, projected
+    and L2-normalised again. Taking features and pixels as inputs lets training read both from
+    the feature cache instead of running the backbone at every step.
+    """
+
+    def __init__(self, feature_dim: int, embedding_dim: int = 256, hidden_dim: int = 512,
+                 shallow_channels: int = 96, shallow: bool = True):
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        # a residual MLP whose last layer starts at zero: training starts from the pretrained geometry and
+        # moves only as far as the judgments push (a plain MLP lost it: P@10 0.80 against 0.83, 2,439 triplets)
+        self.deep = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, feature_dim))
+        nn.init.zeros_(self.deep[2].weight)
+        nn.init.zeros_(self.deep[2].bias)
+        self.normalize = Normalize()
+        self.shallow = shallow
+        # the paper's shallow branches: an 8×8 stride-4 convolution each, on the quarter- and eighth-size copies
+        self.shallow4 = ShallowBranch(1, shallow_channels, kernel=8, stride=4) if shallow else None
+        self.shallow8 = ShallowBranch(2, shallow_channels, kernel=8, stride=4) if shallow else None
+        self.project = nn.Linear(feature_dim + (2 * shallow_channels if shallow else 0), embedding_dim)
+
+    def forward(self, features: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
+        """``features``: pooled backbone outputs (N×F); ``pixels``: the images at a quarter of the
+        input size, floats in [0, 1] (N×3×s×s), or None without shallow branches."""
+        unit = F.normalize(features.float(), dim=1)
+        parts = [unit + self.deep(unit)]
+        if self.shallow:
+            x = self.normalize(pixels)
+            parts += [self.shallow4(x), self.shallow8(x)]
+        return F.normalize(self.project(torch.cat([F.normalize(p.float(), dim=1) for p in parts], dim=1)), dim=1)
+
+
+def shallow_input_size(image_size: int) -> int:
+    """The size of the copy the shallow branches read (and the feature cache keeps): a quarter."""
+    return max(4, image_size // 4)
+
+
+def shallow_input(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """The shallow branches' copy of a batch at the network's input size: area-averaged down to a quarter."""
+    return F.interpolate(x.float(), size=shallow_input_size(image_size), mode="area")
+
+
+class PretrainedRankingNet(nn.Module):
+    """Deep ranking on a pretrained backbone (the default): the paper's multi-scale network with an
+    ImageNet ConvNet as its deep branch, as Wang et al. start it.
+
+    The backbone is frozen while the head learns (its pooled outputs can then come from the feature
+    cache); fine-tuning unfreezes its last stages afterwards (``ranking.training.fit_ranking_fine_tune``).
+    """
+
+    def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 224, weights: str | Path | None = None,
+                 embedding_dim: int = 256, hidden_dim: int = 512, shallow_channels: int = 96, shallow: bool = True):
+        super().__init__()
+        self.image_size = image_size
+        self.embedding_dim = embedding_dim
+        self.backbone_name = backbone
+        self.normalize = Normalize(*backbone_input_stats(backbone))
+        self.deep, self.feature_dim, self.weights_used = make_backbone(backbone, image_size, weights)
+        self.head = RankingHead(self.feature_dim, embedding_dim, hidden_dim, shallow_channels, shallow)
+
+        self.tuned_stages = 0
+        self.deep.requires_grad_(False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled output (what the feature cache stores)."""
+        return self.deep(self.normalize(x)).float()
+
+    def unfreeze_last_stages(self, stages: int) -> nn.Module:
+        """Let the backbone's last ``stages`` stages learn (fine-tuning); returns the backbone."""
+        self.tuned_stages = stages
+        for module in backbone_stages(self.deep)[-stages:] if stages else []:
+            module.requires_grad_(True)
+        return self.deep
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # the frozen part of the backbone keeps its ImageNet batch-norm statistics
+        tuned = backbone_stages(self.deep)[-self.tuned_stages:] if self.tuned_stages else []
+        self.deep.train(False)
+        for module in tuned:
+            module.train(mode)
+        return self
+
+    def embed_features(self, features: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
+        """The embedding from cached inputs: pooled features and the quarter-size copy (floats in [0, 1])."""
+        return self.head(features, pixels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x), shallow_input(x, self.image_size) if self.head.shallow else None)
 
     embed = forward
 
@@ -277,5 +405,7 @@ def build_model(kind: str, **params) -> nn.Module:
     if kind == "autoencoder":
         return ConvAutoencoder(**params)
     if kind == "ranking":
-        return DeepRankingNet(**params)
+        # "end_to_end": the network trained whole, as before pretrained backbones (and from scratch)
+        network = params.pop("network", "end_to_end")
+        return PretrainedRankingNet(**params) if network == "pretrained" else DeepRankingNet(**params)
     raise ValueError(f"unknown model kind {kind!r}")

@@ -136,16 +136,26 @@ def to_input(batch: torch.Tensor, device: torch.device, channels_last: bool) -> 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def inference_batch_size(device: torch.device, image_size: int) -> int:
+    """Images per forward pass when only embedding. On a CPU, large images go fastest in small
+    batches that stay in cache: EfficientNet-Lite0 at 224 px ran 80 images/s in batches of 8
+    against 25 in batches of 64 on the 2-core machine (docs/benchmarks.md)."""
+    if device.type != "cpu":
+        return 512
+    return 8 if image_size >= 96 else 512
+
+
 @torch.inference_mode()
 def embed_images(
     model: nn.Module,
     images: torch.Tensor,
     device: torch.device | str = "cpu",
-    batch_size: int = 512,
+    batch_size: int | None = None,
     precision: str = "auto",
 ) -> torch.Tensor:
     """Embeddings (float32, on the CPU) of a uint8 image tensor, in order."""
     device = torch.device(device) if isinstance(device, str) else device
+    batch_size = batch_size or inference_batch_size(device, images.shape[-1])
     model.eval().to(device)
     channels_last = device.type == "cuda" or images.shape[-1] >= 96
     if channels_last:
@@ -239,7 +249,7 @@ def train_one_epoch(
     total_loss = 0.0
     for step in range(steps_per_epoch):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, steps_per_epoch)
+            group["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, steps_per_epoch) * group.get("lr_scale", 1.0)
         batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         with autocast(device, dtype):
             loss = step_loss(batch, generator)
@@ -259,6 +269,7 @@ def _fit(
     validate: Callable[[], float] | None,
     on_epoch: EpochCallback | None,
     extra_params: list[nn.Parameter] | None = None,
+    param_groups: list[dict] | None = None,
 ) -> FitResult:
     """Mini-batch SGD over ``n_items`` training items, with checkpoints and early stopping.
 
@@ -270,8 +281,9 @@ def _fit(
     generator = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device)
-    params = list(model.parameters()) + list(extra_params or [])
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if param_groups is None:  # frozen parameters (a fine-tuned backbone's first stages) are left out
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])}]
+    optimizer = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     dtype = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
@@ -380,31 +392,26 @@ def fit_contrastive(
     return _fit(model, cfg, len(images), step_loss, None, on_epoch, extra_params=list(head.parameters()))
 
 
-def fit_ranking(
-    model: nn.Module,
-    images: torch.Tensor,
+def _ranking_step_loss(
+    embed_ids: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
     train_triplets: torch.Tensor,
     cfg: TrainConfig,
-    val_triplets: torch.Tensor | None = None,
-    on_epoch: EpochCallback | None = None,
-) -> FitResult:
-    """Deep ranking from judged triplets, plus the batch's other images as extra negatives.
+    device: torch.device,
+) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """The deep-ranking loss of one batch of triplet rows, whatever computes the embeddings.
 
     Each triplet (q, p, n) gives the hinge loss of the paper; with
     ``in_batch_weight`` > 0, q and p are also anchors for each other against every
     other image in the batch (but their own pair), which multiplies the number of
-    constraints per judgment by the batch size.
+    constraints per judgment by the batch size. ``embed_ids(ids, generator)``
+    embeds the given item indices.
     """
-    device, channels_last = _prepare(model, cfg, images.shape[-1])
     train_triplets = train_triplets.long()
 
     def step_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         rows = train_triplets[batch]
         ids, inverse = torch.unique(rows.flatten(), return_inverse=True)
-        x = to_input(images[ids], device, channels_last)
-        if cfg.augment:
-            x = augment.light(x, generator)
-        emb = model(x).float()
+        emb = embed_ids(ids, generator).float()
         inverse = inverse.view(-1, 3).to(device)
         q, p, n = emb[inverse[:, 0]], emb[inverse[:, 1]], emb[inverse[:, 2]]
         loss = triplet_hinge(q, p, n, cfg.margin)
@@ -423,8 +430,133 @@ def fit_ranking(
             loss = loss + cfg.in_batch_weight * extra
         return loss
 
+    return step_loss
+
+
+def fit_ranking(
+    model: nn.Module,
+    images: torch.Tensor,
+    train_triplets: torch.Tensor,
+    cfg: TrainConfig,
+    val_triplets: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Deep ranking from judged triplets, the whole network trained on the images (``_ranking_step_loss``).
+
+    Only the parameters that require gradients learn: fine-tuning freezes the rest.
+    """
+    device, channels_last = _prepare(model, cfg, images.shape[-1])
+
+    def embed_ids(ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = to_input(images[ids], device, channels_last)
+        if cfg.augment:
+            x = augment.light(x, generator)
+        return model(x)
+
     validate = _validator(model, images, val_triplets, device)
-    return _fit(model, cfg, len(train_triplets), step_loss, validate, on_epoch)
+    return _fit(model, cfg, len(train_triplets), _ranking_step_loss(embed_ids, train_triplets, cfg, device),
+                validate, on_epoch)
+
+
+def fit_ranking_fine_tune(
+    model: nn.Module,
+    images: torch.Tensor,
+    train_triplets: torch.Tensor,
+    cfg: TrainConfig,
+    val_triplets: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+    stages: int = 1,
+    backbone_lr_scale: float = 0.1,
+) -> FitResult:
+    """The second phase of "linear probe, then fine-tune" (Kumar et al., ICLR 2022): after the head
+    learnt on the frozen backbone, its last ``stages`` stages learn too, at a lower learning rate, on
+    the images themselves. The rest of the backbone stays frozen, batch-norm statistics included."""
+    backbone = model.unfreeze_last_stages(stages)
+    trainable = [p for p in backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in trainable}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in ids]},
+              {"params": trainable, "lr_scale": backbone_lr_scale}]
+    device, channels_last = _prepare(model, cfg, images.shape[-1])
+
+    def embed_ids(ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = to_input(images[ids], device, channels_last)
+        return model(augment.light(x, generator) if cfg.augment else x)
+
+    validate = _validator(model, images, val_triplets, device)
+    return _fit(model, cfg, len(train_triplets), _ranking_step_loss(embed_ids, train_triplets, cfg, device),
+                validate, on_epoch, param_groups=groups)
+
+
+@dataclass
+class CachedInputs:
+    """What a head above a frozen backbone reads, one row per image: the backbone's pooled features
+    (fp16 from the feature cache) and the quarter-size copy of the image (uint8), or None."""
+
+    features: torch.Tensor
+    pixels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def to(self, device: torch.device, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.features[ids].to(device, non_blocking=True).float()
+        pixels = None if self.pixels is None else self.pixels[ids].to(device, non_blocking=True).float().div_(255)
+        return features, pixels
+
+
+@torch.inference_mode()
+def embed_cached(head: nn.Module, inputs: CachedInputs, device: torch.device | str = "cpu",
+                 batch_size: int = 1024) -> torch.Tensor:
+    """Embeddings (float32, on the CPU) of cached inputs under a ranking head (or ``embed_features``)."""
+    device = torch.device(device) if isinstance(device, str) else device
+    head.eval().to(device)
+    forward = getattr(head, "embed_features", head)
+    out = [forward(*inputs.to(device, torch.arange(start, min(start + batch_size, len(inputs))))).float().cpu()
+           for start in range(0, len(inputs), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, getattr(head, "embedding_dim", 0))
+
+
+def fit_ranking_head(
+    head: nn.Module,
+    inputs: CachedInputs,
+    train_triplets: torch.Tensor,
+    cfg: TrainConfig,
+    val_triplets: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Deep ranking with the backbone frozen: the head learns from cached features, so no step runs
+    the backbone (a 224-px forward pass per image is what made CPU training take hours)."""
+    device = resolve_device(cfg.device)
+    head.to(device)
+
+    def embed_ids(ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return head(*inputs.to(device, ids))
+
+    validate = None
+    if val_triplets is not None and len(val_triplets):
+        used, inverse = torch.unique(val_triplets.long(), return_inverse=True)
+        subset = CachedInputs(inputs.features[used], None if inputs.pixels is None else inputs.pixels[used])
+        validate = lambda: triplet_accuracy(embed_cached(head, subset, device), inverse)  # noqa: E731
+    return _fit(head, cfg, len(train_triplets), _ranking_step_loss(embed_ids, train_triplets, cfg, device),
+                validate, on_epoch)
+
+
+def fit_labels_head(
+    head: nn.Module,
+    inputs: CachedInputs,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """The head trained with every image's class label (batch-all triplet loss): the upper bound."""
+    device = resolve_device(cfg.device)
+    head.to(device)
+    labels = labels.long()
+
+    def step_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return batch_all_label_hinge(head(*inputs.to(device, batch)).float(), labels[batch].to(device), cfg.margin)
+
+    return _fit(head, cfg, len(inputs), step_loss, None, on_epoch)
 
 
 def fit_labels(

@@ -95,8 +95,12 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
 
 # Small, fast networks: the tests check behaviour, not accuracy.
 TINY_AUTOENCODER = {"epochs": 2, "batch_size": 8, "width": 8, "embedding_dim": 8}
-TINY_RANKING = {"epochs": 3, "batch_size": 8, "embedding_dim": 16, "pretrain_epochs": 1, "pretrain_batch_size": 16,
+# the default path: a head on the frozen pretrained backbone's cached features
+TINY_RANKING = {"epochs": 3, "batch_size": 8, "embedding_dim": 16, "hidden_dim": 16, "shallow_channels": 8,
                 "min_train_triplets": 4, "val_fraction": 0.25}
+# the whole network trained on the images, from random weights, with self-supervised pretraining first
+TINY_RANKING_FULL = {**TINY_RANKING, "backbone_mode": "full", "backbone": "resnet18", "weights": None,
+                     "pretrain_epochs": 1, "pretrain_batch_size": 16}
 
 
 @pytest.fixture

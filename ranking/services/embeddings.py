@@ -140,6 +140,8 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
 
     model, params = version_model(version)
     device = resolve_device(settings.RANKING_DEVICE)
+    if version.feature_extractor_id is not None:
+        return _embed_from_cache(version=version, model=model, image_ids=image_ids, device=device)
     size = params["image_size"]
     rows = list(Image.objects.filter(pk__in=image_ids).order_by("pk").values_list("pk", "file"))
     paths = [str(settings.MEDIA_ROOT / name) for _, name in rows]
@@ -159,6 +161,31 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
             objs, update_conflicts=True, unique_fields=["version", "image"], update_fields=["vector"]
         )
         stored += len(objs)
+    return stored
+
+
+def _embed_from_cache(*, version: ModelVersion, model, image_ids: list[int], device) -> int:
+    """Embed through the feature cache: the backbone runs only for images with no cached features
+    (and stores them), the version's head reads the cache for all of them."""
+    from ranking.services.features import features_compute, features_load
+    from ranking.training import embed_cached
+
+    extractor = version.feature_extractor
+    features_compute(extractor=extractor, model=model, image_ids=image_ids)
+    stored = 0
+    for start in range(0, len(image_ids), 2048):
+        part = sorted(image_ids[start : start + 2048])
+        inputs, found = features_load(extractor=extractor, image_ids=part)
+        for image_id in sorted(set(part) - set(found)):
+            logger.warning("image %s: file unreadable, not embedded", image_id)
+        if not found:
+            continue
+        vectors = embed_cached(model, inputs, device).numpy()
+        Embedding.objects.bulk_create(
+            [Embedding(image_id=image_id, version_id=version.pk, vector=vectors[n]) for n, image_id in enumerate(found)],
+            update_conflicts=True, unique_fields=["version", "image"], update_fields=["vector"],
+        )
+        stored += len(found)
     return stored
 
 

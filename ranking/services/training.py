@@ -33,8 +33,15 @@ TRAIN_JOB_KIND = {ModelVersion.Kind.PRETRAINED: "prepare_pretrained", ModelVersi
 MODEL_PARAMS = {
     ModelVersion.Kind.PRETRAINED: ("backbone", "image_size", "weights"),
     ModelVersion.Kind.AUTOENCODER: ("image_size", "embedding_dim", "width", "depth"),
-    ModelVersion.Kind.RANKING: ("backbone", "embedding_dim", "image_size", "weights"),
+    ModelVersion.Kind.RANKING: ("backbone", "embedding_dim", "image_size", "weights"),  # see ranking_model_params
 }
+
+
+def model_params(kind: str, hp: dict) -> dict:
+    """The network parameters (what ``ranking.nets.build_model`` takes) of a version's hyperparameters."""
+    if kind == ModelVersion.Kind.RANKING:
+        return ranking_model_params(hp)
+    return {k: hp[k] for k in MODEL_PARAMS[kind] if k in hp}
 
 
 # the fewest images a first model is made for: an autoencoder needs a batch to learn from; pretrained
@@ -61,9 +68,16 @@ def default_hyperparameters(kind: str) -> dict:
                 "epochs": 10, "batch_size": 128, "lr": 2e-3, "max_images": settings.RANKING_TRAIN_MAX_IMAGES,
                 "seed": 0}
     return {
-        "backbone": "resnet18", "weights": settings.RANKING_BACKBONE_WEIGHTS or None, "embedding_dim": 256,
-        "image_size": settings.RANKING_IMAGE_SIZE, "epochs": 30, "batch_size": 64, "lr": 1e-3,
-        "margin": 0.2, "in_batch_weight": 1.0, "in_batch_loss": "softmax", "temperature": 0.1,
+        "backbone": settings.RANKING_BACKBONE, "weights": settings.RANKING_BACKBONE_WEIGHTS or None,
+        "embedding_dim": 256, "image_size": settings.RANKING_IMAGE_SIZE,
+        # "frozen": the head learns on cached features (minutes on a CPU); "fine_tune": then the backbone's
+        # last stages too, on the images; "full": the whole network on the images (random weights: from
+        # scratch); "auto": frozen on a CPU, fine_tune on a GPU
+        "backbone_mode": "auto", "hidden_dim": 512, "shallow_channels": 96, "shallow": True,
+        "fine_tune_epochs": 5, "fine_tune_stages": 1, "fine_tune_lr_scale": 0.1,
+        "epochs": 30, "batch_size": 64, "lr": 1e-3,
+        # None: by backbone mode (in-batch negatives on for "full", off for a head on frozen features)
+        "margin": 0.2, "in_batch_weight": None, "in_batch_loss": "softmax", "temperature": 0.1,
         # self-supervised (SimCLR) epochs on the library before the first ranking version;
         # off by default: on a CPU it costs more than it gained here (docs/benchmarks.md)
         "pretrain_epochs": 0, "pretrain_batch_size": 256,
@@ -187,14 +201,18 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
 
     metrics["seconds"] = round(time.monotonic() - started, 1)
     name = f"criterion-{version.criterion_id}/v{version.pk}.pt"
-    params = {k: version.hyperparameters[k] for k in MODEL_PARAMS[version.kind] if k in version.hyperparameters}
+    version.refresh_from_db(fields=["hyperparameters"])
+    params = model_params(version.kind, version.hyperparameters)
     sha = save_model(model, settings.RANKING_MODELS_DIR / name, kind=version.kind, params=params)
+    from ranking.services.features import extractor_for_model
+
+    extractor = extractor_for_model(model)  # embeddings computed from cached features
     with transaction.atomic():
         # Only a version still training moves on: one cancelled, failed (its worker was taken for
         # dead) or retired meanwhile stays so, and is not embedded.
         moved = ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.TRAINING).update(
             weights_file=name, weights_sha256=sha, embedding_dim=model.embedding_dim, metrics=metrics,
-            trained_at=timezone.now(), status=ModelVersion.Status.EMBEDDING,
+            trained_at=timezone.now(), status=ModelVersion.Status.EMBEDDING, feature_extractor=extractor,
         )
         if moved:
             job_finish(job_id=job_id, message=_training_summary(version, metrics), result=metrics)
@@ -203,6 +221,7 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
         return ModelVersion.objects.get(pk=version.pk)
     _checkpoint_path(version).unlink(missing_ok=True)
     _checkpoint_path(version, "pretrain").unlink(missing_ok=True)
+    _checkpoint_path(version, "fine_tune").unlink(missing_ok=True)
     if embed != "no":
         _start_embedding(version, embed)
     return ModelVersion.objects.get(pk=version.pk)
@@ -306,7 +325,7 @@ def _prepare_pretrained(version: ModelVersion):
     from ranking.nets import build_model
 
     hp = version.hyperparameters
-    model = build_model("pretrained", **{k: hp[k] for k in MODEL_PARAMS["pretrained"]})
+    model = build_model("pretrained", **model_params("pretrained", hp))
     return model, {"weights_init": model.weights_used}
 
 
@@ -327,15 +346,46 @@ def _train_autoencoder(version: ModelVersion):
     return model, {"train_history": result.history, "images": len(ids), "resumed_from_epoch": result.resumed_from_epoch}
 
 
+def ranking_model_params(hp: dict) -> dict:
+    """What ``ranking.nets.build_model("ranking", ...)`` takes for these hyperparameters.
+
+    A frozen or fine-tuned backbone gets the pretrained multi-scale network (``PretrainedRankingNet``);
+    "full" the network trained whole, as before pretrained backbones (``DeepRankingNet``).
+    """
+    if hp.get("backbone_mode", "full") == "full":
+        return {k: hp[k] for k in ("backbone", "embedding_dim", "image_size", "weights")}
+    return {"network": "pretrained", **{k: hp[k] for k in (
+        "backbone", "image_size", "weights", "embedding_dim", "hidden_dim", "shallow_channels", "shallow")}}
+
+
+def resolved_backbone_mode(hp: dict) -> str:
+    """"auto" becomes what fits the device: the frozen backbone (head on cached features) on a CPU,
+    fine-tuning on a GPU."""
+    mode = hp.get("backbone_mode", "full")
+    if mode != "auto":
+        return mode
+    from ranking.training import resolve_device
+
+    return "fine_tune" if resolve_device(settings.RANKING_DEVICE).type == "cuda" else "frozen"
+
+
 def _train_ranking(version: ModelVersion):
     import torch
 
     from labeling.selectors import training_triplets
     from ranking.checkpoints import load_model
     from ranking.nets import build_model
-    from ranking.training import fit_contrastive, fit_ranking, seed_everything
+    from ranking.training import seed_everything
 
-    hp = version.hyperparameters
+    hp = dict(version.hyperparameters)
+    hp["backbone_mode"] = mode = resolved_backbone_mode(hp)
+    if hp.get("in_batch_weight") is None:
+        # in-batch negatives help a network learning its features (0.826 against 0.74–0.78 here) but hurt
+        # a head on frozen features, whose in-batch neighbours share the query's class far more often
+        hp["in_batch_weight"] = 1.0 if mode == "full" else 0.0
+    if mode != "full" and not hp.get("weights"):
+        raise TrainingError("A frozen or fine-tuned backbone needs pretrained weights (weights=imagenet or a file); "
+                            "train from random initialisation with backbone_mode=full.")
     triplets = training_triplets(criterion=version.criterion, min_gold_accuracy=hp.get("min_gold_accuracy"),
                                  sources=hp.get("judgment_sources") or None)
     train, val = split_by_query(triplets, hp["val_fraction"], hp.get("seed", 0))
@@ -344,37 +394,107 @@ def _train_ranking(version: ModelVersion):
             f"{len(train)} usable judged triplets for '{version.criterion}'; at least {hp['min_train_triplets']} "
             "are needed (answers 'can't tell' and ties are not used)."
         )
+    ModelVersion.objects.filter(pk=version.pk).update(hyperparameters=hp)  # what "auto" and None became
+    version.hyperparameters = hp
     parent = version.parent
-    params = {k: hp[k] for k in MODEL_PARAMS["ranking"]}
+    params = ranking_model_params(hp)
     start_from_parent = (
         parent is not None and parent.kind == ModelVersion.Kind.RANKING and parent.weights_file
-        and all(parent.hyperparameters.get(k) == params[k] for k in ("backbone", "embedding_dim", "image_size"))
+        and ranking_model_params({**parent.hyperparameters, "weights": hp["weights"]}) == params
+        and parent.hyperparameters.get("backbone_mode", "full") == mode
     )
-    pretrain_ids = [] if start_from_parent or not hp["pretrain_epochs"] else _library_sample(
-        hp["max_images"], hp.get("seed", 0))
-    ids = sorted(set(pretrain_ids) | {i for row in triplets for i in row})
-    position = {image_id: n for n, image_id in enumerate(ids)}
-    _loading(version, len(ids), f" for {len(train):,} training triplets")
-    images = _load(ids, hp["image_size"])
-
     seed_everything(hp.get("seed", 0))
     model = build_model("ranking", **params)
-    metrics: dict = {"weights_init": getattr(model, "weights_used", "random")}
+    metrics: dict = {"weights_init": getattr(model, "weights_used", "random"), "backbone_mode": mode}
     if start_from_parent:
         parent_model, _, _ = load_model(settings.RANKING_MODELS_DIR / parent.weights_file)
         model.load_state_dict(parent_model.state_dict())
         metrics["weights_init"] = f"version {parent.pk}"
-    elif pretrain_ids:
+    if mode == "full":
+        return model, _train_ranking_full(version, model, train, val, triplets, start_from_parent, metrics)
+    return model, _train_ranking_head(version, model, train, val, metrics)
+
+
+def _index(ids: list[int]):
+    import torch
+
+    position = {image_id: n for n, image_id in enumerate(ids)}
+    return lambda rows: torch.tensor([[position[i] for i in row] for row in rows], dtype=torch.long).view(-1, 3)
+
+
+def _train_ranking_head(version: ModelVersion, model, train, val, metrics: dict) -> dict:
+    """The backbone frozen: features of the judged images from the cache (computed for those missing),
+    the head trained on them; with fine-tuning, the last stages then learn on the images."""
+    from ranking.services.features import extractor_for_model, features_compute, features_load
+    from ranking.training import fit_ranking_fine_tune, fit_ranking_head
+
+    hp = version.hyperparameters
+    extractor = extractor_for_model(model)
+    ModelVersion.objects.filter(pk=version.pk).update(feature_extractor=extractor)  # kept while it trains
+    wanted = sorted({i for row in train + val for i in row})
+
+    def progress(done: int, total: int) -> None:
+        Job.objects.filter(pk=version.training_job_id).update(
+            progress_done=done, progress_total=total, progress_at=timezone.now(),
+            message=f"Computing the backbone's features: {done:,} of {total:,} images (once; cached for later).")
+
+    computed = features_compute(extractor=extractor, model=model, image_ids=wanted, on_progress=progress)
+    inputs, found = features_load(extractor=extractor, image_ids=wanted)
+    if len(found) < len(wanted):
+        logger.warning("%d judged images could not be read; their triplets are left out", len(wanted) - len(found))
+        usable = set(found)
+        train = [t for t in train if all(i in usable for i in t)]
+        val = [t for t in val if all(i in usable for i in t)]
+    as_index = _index(found)
+    job_log(job_id=version.training_job_id, line=f"Features of {len(found):,} judged images read from the cache "
+            f"({computed:,} computed now); training the head on {len(train):,} triplets.", as_message=True)
+    result = fit_ranking_head(model.head, inputs, as_index(train), _config(version, "train", patience=hp["patience"]),
+                              as_index(val), on_epoch=_progress(version, "train", hp["epochs"]))
+    metrics.update({"train_history": result.history, "best_epoch": result.best_epoch,
+                    "resumed_from_epoch": result.resumed_from_epoch, "cached_features": len(found),
+                    "features_computed": computed, "val_accuracy": result.best_accuracy})
+    if hp["backbone_mode"] == "fine_tune" and hp["fine_tune_epochs"]:
+        _loading(version, len(found), f" to fine-tune the backbone's last {hp['fine_tune_stages']} stage(s)")
+        images = _load(found, hp["image_size"])
+        cfg = _config(version, "fine_tune", epochs=hp["fine_tune_epochs"], patience=hp["patience"],
+                      lr=hp["lr"])
+        tuned = fit_ranking_fine_tune(model, images, as_index(train), cfg, as_index(val),
+                                      on_epoch=_progress(version, "fine_tune", hp["fine_tune_epochs"]),
+                                      stages=hp["fine_tune_stages"], backbone_lr_scale=hp["fine_tune_lr_scale"])
+        metrics.update({"fine_tune_history": tuned.history, "val_accuracy": tuned.best_accuracy})
+        if tuned.best_accuracy is not None and result.best_accuracy is not None \
+                and tuned.best_accuracy < result.best_accuracy:
+            job_log(job_id=version.training_job_id, line="Fine-tuning did not beat the frozen backbone on the "
+                    "held-out triplets; kept anyway (the head alone is one click away: backbone_mode=frozen).")
+        metrics["val_p_at_10"] = _judged_p_at_10(model, images, as_index(val))
+    else:
+        metrics["val_p_at_10"] = _judged_p_at_10_cached(model, inputs, as_index(val))
+    metrics.update({"train_triplets": len(train), "val_triplets": len(val),
+                    "baseline_val_accuracy": baseline_accuracies(criterion=version.criterion, triplets=val)})
+    return metrics
+
+
+def _train_ranking_full(version: ModelVersion, model, train, val, triplets, start_from_parent, metrics) -> dict:
+    """The whole network learns on the images (from scratch with random weights), as before the cache."""
+    import torch
+
+    from ranking.training import fit_contrastive, fit_ranking
+
+    hp = version.hyperparameters
+    pretrain_ids = [] if start_from_parent or not hp["pretrain_epochs"] else _library_sample(
+        hp["max_images"], hp.get("seed", 0))
+    ids = sorted(set(pretrain_ids) | {i for row in triplets for i in row})
+    as_index = _index(ids)
+    _loading(version, len(ids), f" for {len(train):,} training triplets")
+    images = _load(ids, hp["image_size"])
+    if pretrain_ids:
+        position = {image_id: n for n, image_id in enumerate(ids)}
         cfg = _config(version, "pretrain", epochs=hp["pretrain_epochs"], batch_size=hp["pretrain_batch_size"],
                       lr=hp["pretrain_lr"])
         subset = images[torch.tensor([position[i] for i in pretrain_ids])]
         result = fit_contrastive(model, subset, cfg, on_epoch=_progress(version, "pretrain", hp["pretrain_epochs"]))
         metrics["pretrain_history"] = result.history
         metrics["weights_init"] += f" + {hp['pretrain_epochs']} epochs self-supervised on {len(pretrain_ids)} images"
-
-    def as_index(rows):
-        return torch.tensor([[position[i] for i in row] for row in rows], dtype=torch.long).view(-1, 3)
-
     cfg = _config(version, "train", patience=hp["patience"])
     result = fit_ranking(model, images, as_index(train), cfg, as_index(val),
                          on_epoch=_progress(version, "train", hp["epochs"]))
@@ -385,7 +505,18 @@ def _train_ranking(version: ModelVersion):
         "resumed_from_epoch": result.resumed_from_epoch,
         "baseline_val_accuracy": baseline_accuracies(criterion=version.criterion, triplets=val),
     })
-    return model, metrics
+    return metrics
+
+
+def _judged_p_at_10_cached(model, inputs, val) -> float | None:
+    import math
+
+    from ranking.training import embed_cached, judged_precision_at_k, resolve_device
+
+    if len(val) == 0:
+        return None
+    value = judged_precision_at_k(embed_cached(model, inputs, resolve_device(settings.RANKING_DEVICE)), val)
+    return None if math.isnan(value) else round(value, 4)
 
 
 def _judged_p_at_10(model, images, val) -> float | None:

@@ -183,5 +183,8 @@ def version_embeddings_drop(*, version_id: int, delete_weights: bool = False) ->
         return
     index_drop(version=version)
     Embedding.objects.filter(version=version).delete()
+    from ranking.services.features import extractor_drop_if_unused
+
+    extractor_drop_if_unused(extractor_id=version.feature_extractor_id)  # the cache goes with its last reader
     if delete_weights and version.weights_file:
         (settings.RANKING_MODELS_DIR / version.weights_file).unlink(missing_ok=True)

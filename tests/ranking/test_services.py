@@ -7,10 +7,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from imagesearch.models import Image, Job
-from labeling.models import TripletJudgment
+from labeling.models import Triplet, TripletJudgment
 from labeling.services.judgments import judgment_record
 from labeling.services.triplets import triplet_get_or_create
-from ranking.models import Embedding, EmbeddingChunk, ModelVersion
+from ranking.models import Embedding, EmbeddingChunk, ImageFeature, ModelVersion
 from ranking.selectors import active_version, embed_file, embedding_vectors, image_search
 from ranking.services.embeddings import (
     embed_and_store,
@@ -22,7 +22,7 @@ from ranking.services.training import training_start, version_train
 from ranking.services.versions import ActivationRefused, version_activate, version_retire
 from tests import images
 from tests.factories import make_image
-from tests.conftest import TINY_AUTOENCODER, TINY_RANKING
+from tests.conftest import TINY_AUTOENCODER, TINY_RANKING, TINY_RANKING_FULL
 
 pytestmark = pytest.mark.django_db
 
@@ -176,12 +176,32 @@ def test_ranking_version_trains_from_judgments_and_records_its_metrics(autoencod
     assert metrics["train_triplets"] + metrics["val_triplets"] == 24 and metrics["val_triplets"] > 0
     assert 0 <= metrics["val_accuracy"] <= 1 and "autoencoder" in metrics["baseline_val_accuracy"]
     assert 0 <= metrics["val_p_at_10"] <= 1  # every held-out query has a judged more- and less-similar image
+    assert len(metrics["train_history"]) == 3
+    # the default on a CPU: the head learnt on the frozen EfficientNet-Lite0's features, computed once
+    assert metrics["backbone_mode"] == "frozen" and "efficientnet-lite0" in metrics["weights_init"]
+    judged = len({i for t in Triplet.objects.filter(criterion=criterion)
+                  for i in (t.query_id, t.candidate_a_id, t.candidate_b_id)})
+    assert metrics["features_computed"] == metrics["cached_features"] == judged
+    assert version.feature_extractor is not None
+    # embedding the library computed the features of the images training did not need, and only those
+    assert ImageFeature.objects.filter(extractor=version.feature_extractor).count() == 16
+    assert Embedding.objects.filter(version=version).count() == 16
+    # the next ranking version continues from this one
+    child = training_start(criterion=criterion, kind="ranking", hyperparameters=TINY_RANKING, dispatch=False)
+    assert child.parent == version
+
+
+def test_a_ranking_version_trained_whole_from_random_weights_pretrains_first(autoencoder, criterion, stripes_library):
+    _judge_by_label(criterion, stripes_library, 24)
+    version = training_start(criterion=criterion, kind="ranking", hyperparameters=TINY_RANKING_FULL, dispatch=False)
+    version = version_train(version_id=version.pk, embed="inline")
+    assert version.status in (ModelVersion.Status.READY, ModelVersion.Status.ACTIVE), version.error
+    metrics = version.metrics
+    assert metrics["backbone_mode"] == "full" and version.feature_extractor is None
     assert len(metrics["pretrain_history"]) == 1 and len(metrics["train_history"]) == 3
     assert "self-supervised" in metrics["weights_init"]
     assert Embedding.objects.filter(version=version).count() == 16
-    # the next ranking version continues from this one instead of pretraining again
-    child = training_start(criterion=criterion, kind="ranking", hyperparameters=TINY_RANKING, dispatch=False)
-    assert child.parent == version
+    assert not ImageFeature.objects.exists()  # nothing frozen, nothing cached
 
 
 def test_ranking_training_with_too_few_judgments_fails_with_a_clear_message(autoencoder, criterion, stripes_library):
