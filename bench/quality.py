@@ -1,4 +1,5 @@
-"""Search quality: raw pixels vs the autoencoder vs pretrained features vs deep ranking vs an all-labels upper bound.
+"""Search quality: raw pixels, the autoencoder, pretrained features, deep ranking (the default path and
+from scratch) and an all-labels upper bound, on one library, the same queries and the same triplets.
 
     python -m bench.quality --images DIR [--triplets 5000] [--queries 1000] [--seed 0] [--json OUT]
 
@@ -9,19 +10,24 @@ services, it:
 1. imports the images (the folder name is each image's label);
 2. trains the autoencoder, embeds and indexes the library with it; prepares pretrained
    features (``--pretrained-backbone`` at ``--pretrained-size`` px) and embeds the library
-   with them (with ``--baselines-only`` it stops after scoring these against raw pixels);
+   with them: this is the one-off feature pass, which fills the feature cache (with
+   ``--baselines-only`` it stops after scoring these against raw pixels);
 3. holds out ``--queries`` images: they are never in a training triplet;
 4. draws candidate triplets from autoencoder neighbours exactly as the labeling
    app serves them (``labeling.services.triplets_generate``) and answers them
    with a simulated expert who knows the labels, stored as judgments: the
    candidate sharing the query's label is more similar; "can't tell" when both
    or neither do;
-5. trains deep ranking on the aggregated judgments and embeds the library;
-6. trains the same network with every image's label (the upper bound);
-7. reports, for each method, P@10 (share of the 10 nearest library images that
+5. trains deep ranking the default way (the head on the frozen backbone's cached
+   features, with the shallow pixel branches) and embeds the library from the cache;
+6. trains deep ranking from scratch as before the cache (resnet18 at ``--scratch-size`` px,
+   random weights, the whole network on the images) and embeds the library;
+7. trains the default network with every non-held-out image's label (the upper bound);
+8. reports, for each method, P@10 (share of the 10 nearest library images that
    share the query's label, averaged over the held-out queries) and held-out
    triplet accuracy (triplets drawn the same way around the held-out queries,
-   answerable ones only), plus wall time per phase.
+   answerable ones only), plus wall time per phase and the feature pass's rate
+   against the bare backbone's, measured in the same run.
 
 The last line printed is the JSON summary. The scratch database and files are removed at the end (kept with --keep-database).
 """
@@ -48,11 +54,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=1000, help="held-out query images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the summary here")
-    p.add_argument("--image-size", type=int, default=28, help="deep-ranking input size, px")
+    p.add_argument("--scratch-size", type=int, default=28, help="input size of deep ranking from scratch, px")
     p.add_argument("--autoencoder-size", type=int, default=28)
     p.add_argument("--autoencoder-epochs", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=30, help="deep-ranking epochs")
-    p.add_argument("--pretrain-epochs", type=int, default=0, help="self-supervised epochs before ranking")
+    p.add_argument("--epochs", type=int, default=30, help="deep-ranking epochs (both ways)")
+    p.add_argument("--pretrain-epochs", type=int, default=0, help="self-supervised epochs before ranking from scratch")
+    p.add_argument("--skip-scratch", action="store_true", help="leave out deep ranking from scratch (≈ 6 min here)")
+    p.add_argument("--ablations", action="store_true",
+                   help="also train the default head without its shallow pixel branches (what each part contributes)")
     p.add_argument("--upper-epochs", type=int, default=None, help="default: --epochs")
     p.add_argument("--pretrained-backbone", default="efficientnet_lite0")
     p.add_argument("--pretrained-size", type=int, default=224, help="pretrained features' input size, px")
@@ -79,7 +88,8 @@ def main(argv=None) -> dict:
     url, admin = scratch_database(name)
     os.environ.update({
         "DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "imagesearch.settings",
-        "RANKING_DEVICE": args.device, "RANKING_IMAGE_SIZE": str(args.image_size),
+        "RANKING_DEVICE": args.device, "RANKING_IMAGE_SIZE": str(args.pretrained_size),
+        "RANKING_BACKBONE": args.pretrained_backbone, "RANKING_BACKBONE_WEIGHTS": "imagenet",
         "RANKING_AUTOENCODER_IMAGE_SIZE": str(args.autoencoder_size), "RANKING_AUTO_ACTIVATE": "1",
         "RANKING_PRETRAINED_BACKBONE": args.pretrained_backbone,
         "RANKING_PRETRAINED_IMAGE_SIZE": str(args.pretrained_size),
@@ -90,7 +100,13 @@ def main(argv=None) -> dict:
         import django
 
         django.setup()
+        from django.conf import settings
         from django.core.management import call_command
+
+        if settings.EMBEDDED_REDIS:  # the cache (judgments use it) lives there, as under manage.py
+            from imagesearch.embedded_redis import redis_for_this_process
+
+            redis_for_this_process(settings.EMBEDDED_REDIS_DIR)
 
         call_command("migrate", verbosity=0)
         summary = run_curves(args) if args.selection else run(args)
@@ -148,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
         criterion=criterion, kind="autoencoder", dispatch=False,
         hyperparameters={"epochs": args.autoencoder_epochs, "seed": args.seed}).pk, embed="inline"))
     assert autoencoder.status == ModelVersion.Status.ACTIVE, autoencoder.error
-    pretrained = phases.run("pretrained features", lambda: version_train(version_id=training_start(
+    pretrained = phases.run("pretrained features (the one-off feature pass)", lambda: version_train(version_id=training_start(
         criterion=criterion, kind="pretrained", dispatch=False).pk, embed="inline"))
     assert pretrained.status == ModelVersion.Status.READY, pretrained.error
 
@@ -173,12 +189,23 @@ def run(args: argparse.Namespace) -> dict:
     answers = phases.run("candidate triplets and simulated judgments", simulate)
     val = _evaluation_triplets(autoencoder, held_out, policy, args.seed, label_of)
 
-    hyper = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seed": args.seed,
-             **parse_settings(args.set)}
-    ranking = phases.run("train deep ranking", lambda: version_train(version_id=training_start(
-        criterion=criterion, kind="ranking", dispatch=False, hyperparameters=hyper).pk, embed="inline"))
+    hyper = {"epochs": args.epochs, "seed": args.seed, **parse_settings(args.set)}
+    ranking = phases.run("train deep ranking (head on cached features) and embed from the cache", lambda: version_train(
+        version_id=training_start(criterion=criterion, kind="ranking", dispatch=False, hyperparameters=hyper).pk,
+        embed="inline"))
     if ranking.status == ModelVersion.Status.FAILED:
         raise SystemExit(f"deep ranking failed: {ranking.error}")
+    ranking_embed_seconds = _job_seconds(ranking.embedding_job_id)
+    scratch = None
+    if not args.skip_scratch:
+        scratch_hyper = {"backbone_mode": "full", "backbone": "resnet18", "weights": None,
+                         "image_size": args.scratch_size, "epochs": args.epochs,
+                         "pretrain_epochs": args.pretrain_epochs, "seed": args.seed}
+        scratch = phases.run("train deep ranking from scratch and embed", lambda: version_train(
+            version_id=training_start(criterion=criterion, kind="ranking", dispatch=False,
+                                      hyperparameters=scratch_hyper).pk, embed="inline"))
+        if scratch.status == ModelVersion.Status.FAILED:
+            raise SystemExit(f"deep ranking from scratch failed: {scratch.error}")
 
     index = {int(pk): n for n, pk in enumerate(ids)}
     labels = np.array([label_of[int(pk)] for pk in ids])
@@ -191,12 +218,20 @@ def run(args: argparse.Namespace) -> dict:
 
     results = {}
     pool_idx = np.array([index[int(i)] for i in ids if int(i) not in held])
-    raw, raw_upper = phases.run("raw pixels and upper bound", _raw_and_upper, ids, labels, pool_idx, args, ranking)
+    raw = phases.run("raw pixels", _raw_pixels, ids, args.scratch_size)
+    upper = phases.run("upper bound (default network, all labels)", _upper_bound, ids, labels, pool_idx, args, ranking)
     results["raw_pixels"] = scores(raw)
-    for key, version in (("autoencoder", autoencoder), ("pretrained_features", pretrained), ("deep_ranking", ranking)):
-        results[key] = scores(_stored_vectors(version, ids))
-    results["upper_bound"] = scores(raw_upper)
-    ae, dr, up = (results[k]["p_at_10"] for k in ("autoencoder", "deep_ranking", "upper_bound"))
+    for key, version in (("autoencoder", autoencoder), ("pretrained_features", pretrained), ("deep_ranking", ranking),
+                         ("deep_ranking_from_scratch", scratch)):
+        if version is not None:
+            results[key] = scores(_stored_vectors(version, ids))
+    results["upper_bound"] = scores(upper)
+    ablations = {}
+    if args.ablations:
+        ablations["deep_ranking_without_shallow_branches"] = scores(phases.run(
+            "ablation: head without shallow branches", _head_variant, ids, ranking, args, shallow=False))
+    ae, pf, dr, up = (results[k]["p_at_10"] for k in ("autoencoder", "pretrained_features", "deep_ranking",
+                                                       "upper_bound"))
     gap = (dr - ae) / (up - ae) if up != ae else None
     ranking.refresh_from_db()
 
@@ -208,22 +243,65 @@ def run(args: argparse.Namespace) -> dict:
         np.mean([h.image.label == label_of[q] for h in image_search(version=served, image_id=q, k=10)])
         for q in sample]))
     exact_p10 = precision_at_k(_stored_vectors(served, ids), labels, np.array([index[q] for q in sample]), 10)
-
+    bare_rate = phases.run("bare backbone inference rate", _bare_rate, args)
+    feature_pass = phases.seconds["pretrained features (the one-off feature pass)"]
+    pass_rate = len(ids) / feature_pass
+    train_seconds = ranking.metrics.get("seconds")
+    total = round(time.monotonic() - started, 1)
     return {
         "dataset": str(args.images), "images": len(ids), "held_out_queries": len(held_out),
         "judgments": args.triplets, "answers": answers,
         "training_triplets": ranking.metrics.get("train_triplets"),
         "ranking_validation_triplets": ranking.metrics.get("val_triplets"), "evaluation_triplets": len(val),
-        "results": results, "gap_closed": gap,
+        "results": results, "ablations": ablations, "gap_closed": gap,
+        "feature_pass": {"images_per_second": round(pass_rate, 1), "bare_model_images_per_second": round(bare_rate, 1),
+                         "ratio": round(pass_rate / bare_rate, 3)},
+        "deep_ranking_training_seconds": train_seconds, "deep_ranking_embedding_seconds": ranking_embed_seconds,
         "targets_met": {"deep_ranking_p_at_10>=0.90": dr >= 0.90,
-                        "deep_ranking_triplet_accuracy>=0.90": results["deep_ranking"]["triplet_accuracy"] >= 0.90,
-                        "gap_closed>=0.70": gap is not None and gap >= 0.70},
-        "active_version": {"kind": served.kind, "sample_queries": len(sample), "p_at_10_via_hnsw": hnsw_p10,
-                           "p_at_10_exact": exact_p10},
+                        "deep_ranking_p_at_10>=pretrained+0.05": dr >= pf + 0.05,
+                        "gap_closed>=0.70": gap is not None and gap >= 0.70,
+                        "training<=300s": train_seconds is not None and train_seconds <= 300,
+                        "feature_pass>=0.8*bare": pass_rate >= 0.8 * bare_rate,
+                        "total<1200s": total < 1200},
+        "active_version": {"id": served.pk, "kind": served.kind, "sample_queries": len(sample),
+                           "p_at_10_via_hnsw": hnsw_p10, "p_at_10_exact": exact_p10},
         "ranking_val_accuracy": ranking.metrics.get("val_accuracy"),
         "ranking_hyperparameters": ranking.hyperparameters, "seconds": phases.seconds,
-        "total_seconds": round(time.monotonic() - started, 1), "seed": args.seed,
+        "total_seconds": total, "seed": args.seed,
     }
+
+
+def _job_seconds(job_id) -> float | None:
+    from imagesearch.models import Job
+
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not job.started_at or not job.finished_at:
+        return None
+    return round((job.finished_at - job.started_at).total_seconds(), 1)
+
+
+def _bare_rate(args, seconds: float = 20.0) -> float:
+    """Images per second of the bare backbone on in-memory tensors, in the batches the feature pass uses."""
+    import torch
+
+    from ranking.nets import PretrainedFeatures
+    from ranking.training import inference_batch_size, resolve_device
+
+    device = resolve_device(args.device)
+    model = PretrainedFeatures(args.pretrained_backbone, args.pretrained_size, "imagenet").eval().to(device)
+    batch = inference_batch_size(device, args.pretrained_size)
+    x = torch.rand(batch, 3, args.pretrained_size, args.pretrained_size, device=device)
+    if device.type == "cuda" or args.pretrained_size >= 96:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        model.features(x)
+        done, start = 0, time.monotonic()
+        while time.monotonic() - start < seconds:
+            model.features(x)
+            done += batch
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return done / (time.monotonic() - start)
 
 
 def _evaluation_triplets(autoencoder, held_out, policy, seed, label_of) -> list[tuple[int, int, int]]:
@@ -252,7 +330,7 @@ def _baselines(args, phases, started, ids, label_of, held_out, autoencoder, pret
     val = _evaluation_triplets(autoencoder, held_out, policy, args.seed, label_of)
     val_idx = np.array([[index[i] for i in t] for t in val])
     names = dict(Image.objects.values_list("pk", "file"))
-    images, _ = load_images([settings.MEDIA_ROOT / names[int(i)] for i in ids], args.image_size)
+    images, _ = load_images([settings.MEDIA_ROOT / names[int(i)] for i in ids], args.scratch_size)
     results = {}
     for key, vectors in (("raw_pixels", images.flatten(1).float().numpy()),
                          ("autoencoder", _stored_vectors(autoencoder, ids)),
@@ -420,35 +498,66 @@ def _stored_vectors(version, ids):
     return np.stack([found[int(i)] for i in ids])
 
 
-def _raw_and_upper(ids, labels, pool_idx, args, ranking):
-    """Raw pixels at the network's input size, and the network trained on the label of every
-    image but the held-out queries (whose labels would otherwise leak into their P@10)."""
-    import numpy as np
-    import torch
+def _raw_pixels(ids, size: int):
     from django.conf import settings
 
     from imagesearch.models import Image
     from ranking.data import load_images
-    from ranking.nets import build_model
-    from ranking.training import TrainConfig, embed_images, fit_contrastive, fit_labels, seed_everything
 
     names = dict(Image.objects.values_list("pk", "file"))
-    images, _ = load_images([settings.MEDIA_ROOT / names[int(i)] for i in ids], args.image_size)
-    raw = images.flatten(1).float().numpy()
+    images, _ = load_images([settings.MEDIA_ROOT / names[int(i)] for i in ids], size)
+    return images.flatten(1).float().numpy()
+
+
+def _cached_network(ranking, ids, **overrides):
+    """A fresh default network like the ranking version's, and the cached inputs of ``ids``."""
+    from ranking.nets import build_model
+    from ranking.services.features import features_load
+    from ranking.services.training import ranking_model_params
+
+    params = {**ranking_model_params(ranking.hyperparameters), **overrides}
+    inputs, found = features_load(extractor=ranking.feature_extractor, image_ids=[int(i) for i in ids])
+    assert len(found) == len(ids), "every library image has cached features after the pretrained pass"
+    return build_model("ranking", **params), inputs
+
+
+def _upper_bound(ids, labels, pool_idx, args, ranking):
+    """The default network (a head on the cached features, with the shallow branches) trained on the
+    label of every image but the held-out queries (whose labels would otherwise leak into their P@10)."""
+    import numpy as np
+    import torch
+
+    from ranking.training import CachedInputs, TrainConfig, embed_cached, fit_labels_head, resolve_device, seed_everything
+
     hp = ranking.hyperparameters
     seed_everything(args.seed)
-    model = build_model("ranking", backbone=hp["backbone"], embedding_dim=hp["embedding_dim"],
-                        image_size=hp["image_size"], weights=hp["weights"])
-    if hp["pretrain_epochs"]:  # as the ranking version did: on the whole library, without labels
-        fit_contrastive(model, images, TrainConfig(epochs=hp["pretrain_epochs"], batch_size=hp["pretrain_batch_size"],
-                                                   lr=hp["pretrain_lr"], seed=args.seed, device=args.device))
+    model, inputs = _cached_network(ranking, ids)
     _, codes = np.unique(labels, return_inverse=True)
     pool = torch.from_numpy(pool_idx)
-    fit_labels(model, images[pool], torch.from_numpy(codes)[pool], TrainConfig(
-        epochs=args.upper_epochs or args.epochs, batch_size=128, lr=hp["lr"], margin=hp["margin"],
-        seed=args.seed, device=args.device))
-    return raw, embed_images(model, images, device=torch.device(
-        "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")).numpy()
+    fit_labels_head(model.head, CachedInputs(inputs.features[pool], inputs.pixels[pool]), torch.from_numpy(codes)[pool],
+                    TrainConfig(epochs=args.upper_epochs or args.epochs, batch_size=128, lr=hp["lr"],
+                                margin=hp["margin"], seed=args.seed, device=args.device))
+    return embed_cached(model, inputs, resolve_device(args.device)).numpy()
+
+
+def _head_variant(ids, ranking, args, **overrides):
+    """The default head retrained on the ranking version's own triplets with some part changed."""
+    import torch
+
+    from labeling.selectors import training_triplets
+    from ranking.services.training import split_by_query
+    from ranking.training import TrainConfig, embed_cached, fit_ranking_head, resolve_device, seed_everything
+
+    hp = ranking.hyperparameters
+    seed_everything(args.seed)
+    model, inputs = _cached_network(ranking, ids, **overrides)
+    train, _ = split_by_query(training_triplets(criterion=ranking.criterion), hp["val_fraction"], hp.get("seed", 0))
+    position = {int(pk): n for n, pk in enumerate(ids)}
+    rows = torch.tensor([[position[i] for i in t] for t in train], dtype=torch.long)
+    fit_ranking_head(model.head, inputs, rows, TrainConfig(
+        epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"], margin=hp["margin"],
+        in_batch_weight=hp["in_batch_weight"], seed=args.seed, device=args.device))
+    return embed_cached(model, inputs, resolve_device(args.device)).numpy()
 
 
 if __name__ == "__main__":

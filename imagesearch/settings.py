@@ -205,6 +205,8 @@ RANKING_INDEX_BUILD_MEMORY = os.environ.get("RANKING_INDEX_BUILD_MEMORY", "2GB")
 RANKING_AUTO_ACTIVATE = env_bool("RANKING_AUTO_ACTIVATE", True)
 # fewer held-out judged triplets than this decide nothing: the verdict says so and an admin decides
 RANKING_ACTIVATION_MIN_TRIPLETS = env_int("RANKING_ACTIVATION_MIN_TRIPLETS", 100)
+# a new version replaces the active one when a one-sided paired exact test on the held-out triplets says so
+RANKING_ACTIVATION_MAX_P = float(os.environ.get("RANKING_ACTIVATION_MAX_P", "0.05"))
 RANKING_AUTO_TRAIN = env_bool("RANKING_AUTO_TRAIN", True)  # a first model after the first import
 # the first model's kind: "pretrained" (features of a pretrained backbone, no training) or "autoencoder"
 RANKING_FIRST_MODEL = os.environ.get("RANKING_FIRST_MODEL", "pretrained")

@@ -35,7 +35,8 @@ def line_chart(points: list[tuple[float, float]], *, label: str, y_format: str =
         f'<line class="axis" x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}"/>'
         f'<text x="2" y="{PAD}">{_escape(y_format.format(y1))}</text>'
         f'<text x="2" y="{HEIGHT - PAD}">{_escape(y_format.format(y0))}</text>'
-        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 6}" text-anchor="end">{_escape(x_name)} {x1:g}</text>'
+        + (f'<text x="{PAD}" y="{HEIGHT - 6}">{_escape(x_name)} {min(xs):g}</text>' if len(set(xs)) > 1 else "")
+        + f'<text x="{WIDTH - PAD}" y="{HEIGHT - 6}" text-anchor="end">{_escape(x_name)} {max(xs):g}</text>'
         f'<polyline points="{path}"/>{dots}</svg>'
     )
 

@@ -26,11 +26,44 @@ class NoActiveVersion(Exception):
 class SearchHit:
     image: Image
     distance: float  # cosine distance, 0 (same direction) to 2
+    # share of random pairs of library images less similar than this hit, under the same version
+    # (None before the version's reference was measured): what a person can read, where raw cosine
+    # similarities of one model all sit at 0.99 and another's at 0.6
+    closeness: float | None = None
 
     @property
     def score(self) -> float:
-        """Cosine similarity, 1 (same direction) to -1: what the pages and the API show."""
+        """Cosine similarity, 1 (same direction) to -1."""
         return 1.0 - self.distance
+
+    @property
+    def closeness_text(self) -> str:
+        """"top 0.2 %": how rare a pair this similar is in the library."""
+        if self.closeness is None:
+            return f"{self.score:.3f}"
+        top = (1 - self.closeness) * 100
+        if top < 0.01:
+            return "top 0.01 %"
+        return f"top {top:.2g} %" if top < 10 else f"top {top:.0f} %"
+
+    @property
+    def closeness_title(self) -> str:
+        """The tooltip that explains ``closeness_text``."""
+        if self.closeness is None:
+            return f"Cosine similarity {self.score:.3f} (1 = the same direction)."
+        return (f"{self.closeness_text}: only {(1 - self.closeness) * 100:.2g} % of random pairs of library images are "
+                f"this similar under this model. Cosine similarity {self.score:.3f}.")
+
+
+def closeness(version: ModelVersion, similarities: np.ndarray) -> np.ndarray | None:
+    """Where similarities fall among those of random pairs of library images (0–1), from the
+    reference ``embeddings.similarity_reference_measure`` stored with the version."""
+    reference = (version.metrics or {}).get("similarity_reference")
+    if not reference:
+        return None
+    top = np.asarray(reference["top_fractions"], dtype=np.float64)  # decreasing: 1 … 1e-6
+    values = np.asarray(reference["similarities"], dtype=np.float64)  # increasing with it
+    return 1.0 - np.interp(similarities, values, top, left=1.0, right=top[-1])
 
 
 MAX_SEARCH_RESULTS = 1000  # deepest rank a search returns (k + offset)
@@ -132,6 +165,16 @@ def triplet_accuracy_of_version(*, version: ModelVersion, triplets: list[tuple[i
     return triplet_accuracy(matrix, torch.tensor([[position[i] for i in t] for t in scored]))
 
 
+def triplet_outcomes(*, version: ModelVersion, triplets: list[tuple[int, int, int]]) -> np.ndarray | None:
+    """Per triplet, whether the version's stored embeddings put the more similar image nearer the
+    query; None when an image of them has no embedding (compare versions on the same triplets only)."""
+    vectors = embedding_vectors(version=version, image_ids=list({i for t in triplets for i in t}))
+    if not triplets or any(i not in vectors for t in triplets for i in t):
+        return None
+    q, p, n = (np.stack([vectors[t[k]] for t in triplets]) for k in range(3))
+    return ((q - p) ** 2).sum(1) < ((q - n) ** 2).sum(1)
+
+
 def embed_file(*, version: ModelVersion, path: str | Path | BinaryIO) -> np.ndarray:
     """Embed an image file or file object (an upload, say) that need not be in the library."""
     from ranking.data import load_image
@@ -179,7 +222,9 @@ def image_search(
     rows = _nearest(version, np.asarray(vector, dtype=np.float32), depth, image_id,
                     {"collection_id": collection_id, "document_id": document_id, "label": label},
                     ef_search or settings.RANKING_HNSW_EF_SEARCH)[offset:]
-    return [SearchHit(_image_from_row(row), float(row[0])) for row in rows]
+    near = closeness(version, 1.0 - np.array([float(row[0]) for row in rows]))
+    return [SearchHit(_image_from_row(row), float(row[0]), None if near is None else float(near[n]))
+            for n, row in enumerate(rows)]
 
 
 def _columns(model, alias: str) -> str:
@@ -272,7 +317,8 @@ class VersionRow:
     version: ModelVersion
     embedded: int  # images with an embedding under it
     library: int  # images in the library
-    val_accuracy: float | None
+    val_accuracy: float | None  # on the criterion's held-out triplets, the same for every version
+    held_out_triplets: int
     train_triplets: int | None
     seconds: float | None
     loss_points: list[tuple[int, float]]
@@ -285,8 +331,13 @@ class VersionRow:
 def dashboard_versions(*, criterion: SimilarityCriterion) -> list[VersionRow]:
     """The criterion's versions, newest first, with what the dashboard's table and charts show."""
     library = Image.objects.count()
+    from labeling.selectors import training_triplets
+    from ranking.services.training import split_by_query
+
     versions = list(ModelVersion.objects.filter(criterion=criterion).select_related("parent", "training_job")
                     .order_by("-pk"))
+    # every version scored on the same triplets: those of the queries held out of training (by default)
+    _, held_out = split_by_query(training_triplets(criterion=criterion), 0.1, 0)
     rows = []
     for version in versions:
         # counted on the (version, image) index, and only where embeddings are kept
@@ -294,9 +345,13 @@ def dashboard_versions(*, criterion: SimilarityCriterion) -> list[VersionRow]:
                             if version.status in ModelVersion.EMBEDDED_STATUSES else 0)
         metrics = version.metrics or {}
         history = metrics.get("train_history") or []
+        accuracy = None
+        if version.embedded and held_out:
+            outcomes = triplet_outcomes(version=version, triplets=held_out)
+            accuracy = None if outcomes is None else float(outcomes.mean())
         rows.append(VersionRow(
-            version=version, embedded=version.embedded, library=library,
-            val_accuracy=metrics.get("val_accuracy"), train_triplets=metrics.get("train_triplets"),
+            version=version, embedded=version.embedded, library=library, held_out_triplets=len(held_out),
+            val_accuracy=accuracy, train_triplets=metrics.get("train_triplets"),
             seconds=metrics.get("seconds"),
             loss_points=[(h.get("epoch", n) + 1, h["loss"]) for n, h in enumerate(history) if "loss" in h],
         ))
@@ -311,3 +366,65 @@ def previous_active_version(*, criterion_id: int) -> ModelVersion | None:
     if active is not None and active.activated_at is not None:
         earlier = earlier.filter(activated_at__lt=active.activated_at)
     return earlier.order_by("-activated_at").first()
+
+
+# --- the training form's estimate ------------------------------------------------------------
+
+# seconds per unit on the 2-core development machine (docs/benchmarks.md, bench.quality), used until
+# the criterion has a finished training of the same kind to measure its own machine by
+CPU_SECONDS_PER_TRIPLET_EPOCH = {"frozen": 0.002, "fine_tune": 0.05, "full": 0.02}
+CPU_FEATURE_IMAGES_PER_SECOND = 45.0  # EfficientNet-Lite0 at 224 px, decoding and storing included
+
+
+@dataclass
+class TrainingEstimate:
+    seconds: float
+    triplets: int
+    features_to_compute: int
+    basis: str  # where the per-step cost comes from
+
+    @property
+    def text(self) -> str:
+        minutes = self.seconds / 60
+        span = f"{self.seconds:.0f} s" if self.seconds < 90 else f"{minutes:.0f} min"
+        parts = [f"{self.triplets:,} usable judged triplets"]
+        if self.features_to_compute:
+            parts.append(f"features to compute for {self.features_to_compute:,} images first")
+        return f"About {span} ({', '.join(parts)}; {self.basis})."
+
+
+def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, device: str) -> TrainingEstimate:
+    """How long a deep-ranking training with these settings would take on ``device`` ("cpu" or "cuda"),
+    from the criterion's last finished training in the same mode when there is one."""
+    from labeling.selectors import training_triplets
+    from ranking.models import FeatureExtractor, ImageFeature
+
+    mode = hyperparameters.get("backbone_mode", "auto")
+    if mode == "auto":
+        mode = "fine_tune" if device == "cuda" else "frozen"
+    triplets = training_triplets(criterion=criterion)
+    epochs = int(hyperparameters.get("epochs") or 0)
+    head_mode = "frozen" if mode == "fine_tune" else mode  # fine-tuning trains the head first
+    per_step = CPU_SECONDS_PER_TRIPLET_EPOCH.get(head_mode, 0.02) / (20 if device == "cuda" else 1)
+    basis = "the development machine's measured speed" + (" ÷ 20 on a GPU" if device == "cuda" else "")
+    last = (ModelVersion.objects.filter(criterion=criterion, kind=ModelVersion.Kind.RANKING,
+                                        hyperparameters__backbone_mode=mode, trained_at__isnull=False)
+            .order_by("-trained_at").first())
+    history = ((last.metrics or {}).get("train_history") or []) if last else []
+    if history and (last.metrics or {}).get("train_triplets"):
+        per_step = sum(h.get("seconds", 0) for h in history) / len(history) / last.metrics["train_triplets"]
+        basis = f"as fast as version {last.pk} trained"
+    features = 0
+    if mode != "full":
+        judged = {i for t in triplets for i in t}
+        extractor = FeatureExtractor.objects.filter(
+            backbone=hyperparameters.get("backbone"), image_size=hyperparameters.get("image_size")).first()
+        cached = 0 if extractor is None else ImageFeature.objects.filter(extractor=extractor,
+                                                                        image_id__in=judged).count()
+        features = len(judged) - cached
+    seconds = len(triplets) * epochs * per_step + features / (CPU_FEATURE_IMAGES_PER_SECOND *
+                                                              (20 if device == "cuda" else 1))
+    if mode == "fine_tune":  # then the backbone's last stage on the images
+        seconds += (len(triplets) * int(hyperparameters.get("fine_tune_epochs") or 0)
+                    * CPU_SECONDS_PER_TRIPLET_EPOCH["fine_tune"] / (20 if device == "cuda" else 1))
+    return TrainingEstimate(seconds=seconds, triplets=len(triplets), features_to_compute=features, basis=basis)

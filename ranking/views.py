@@ -32,10 +32,16 @@ from ranking.services.criteria import criterion_create, criterion_default
 from ranking.services.training import default_hyperparameters, training_start
 from ranking.services.versions import ActivationRefused, version_activate, version_retire, version_rollback
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
+BACKBONES = ("efficientnet_lite0", "resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
+BACKBONE_MODES = {"frozen": "Frozen: train the head on cached features (minutes on a CPU)",
+                  "fine_tune": "Fine-tune: the head, then the backbone's last stage (for a GPU)",
+                  "full": "Whole network on the images (random weights: from scratch; slow on a CPU)"}
+WEIGHTS = {"imagenet": "ImageNet (pretrained)", "": "Random (from scratch)"}
 # the deep-ranking form: field -> (type, label); defaults come from default_hyperparameters("ranking")
 RANKING_FORM = {
-    "backbone": (str, "Backbone"),
+    "backbone_mode": (str, "Backbone"),
+    "backbone": (str, "Network"),
+    "weights": (str, "Starting weights"),
     "image_size": (int, "Input size (px)"),
     "embedding_dim": (int, "Embedding size"),
     "margin": (float, "Margin"),
@@ -63,6 +69,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                                     y_format="{:.4f}")
     accuracy_points = [(row.version.pk, row.val_accuracy) for row in reversed(rows) if row.val_accuracy is not None]
     defaults = default_hyperparameters(ModelVersion.Kind.RANKING)
+    device = _worker_device()
+    # what fits the device: the head on a frozen backbone on a CPU, fine-tuning on a GPU
+    defaults["backbone_mode"] = "fine_tune" if device == "cuda" else "frozen"
+    defaults["weights"] = defaults.get("weights") or ""
+    estimate = selectors.training_estimate(criterion=criterion, hyperparameters=defaults, device=device)
     return render(request, "ranking/dashboard.html", {
         "criteria": SimilarityCriterion.objects.order_by("pk"),
         "criterion": criterion,
@@ -71,7 +82,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "accuracy_chart": line_chart(accuracy_points, label="Held-out triplet accuracy across versions",
                                      x_name="version"),
         "ranking_form": [(name, label, defaults.get(name), kind is str) for name, (kind, label) in RANKING_FORM.items()],
-        "backbones": BACKBONES,
+        "backbones": BACKBONES, "backbone_modes": BACKBONE_MODES, "weight_choices": WEIGHTS,
+        "device": device, "estimate": estimate,
         "sources": TripletJudgment.Source.choices,
         "jobs": library_selectors.job_list()[:15],
         "overview": {
@@ -142,6 +154,17 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('dashboard')}?criterion={criterion.pk}")
 
 
+def _worker_device() -> str:
+    """"cuda" or "cpu": what training will run on, as far as this machine can tell (RANKING_DEVICE)."""
+    from django.conf import settings
+
+    if settings.RANKING_DEVICE != "auto":
+        return "cuda" if settings.RANKING_DEVICE.startswith("cuda") else "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _ranking_hyperparameters(request: HttpRequest) -> dict:
     params = {}
     for name, (kind, label) in RANKING_FORM.items():
@@ -157,8 +180,15 @@ def _ranking_hyperparameters(request: HttpRequest) -> dict:
             raise ValueError(f"{label}: {value!r} is not a number.")
         if kind is int and not 0 <= params[name] <= MAX_INTEGER:
             raise ValueError(OUT_OF_RANGE.format(name=label, low=0, high=MAX_INTEGER))
-    if params.get("backbone", "resnet18") not in BACKBONES:
+    if params.get("backbone", BACKBONES[0]) not in BACKBONES:
         raise ValueError(f"Unknown backbone {params['backbone']!r}.")
+    if params.get("backbone_mode", "frozen") not in BACKBONE_MODES:
+        raise ValueError(f"Unknown backbone mode {params['backbone_mode']!r}.")
+    weights = request.POST.get("weights")
+    if weights is not None:
+        if weights not in WEIGHTS:
+            raise ValueError(f"Unknown starting weights {weights!r}.")
+        params["weights"] = weights or None
     min_accuracy = request.POST.get("min_gold_accuracy", "").strip()
     if min_accuracy:
         try:

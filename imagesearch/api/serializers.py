@@ -113,6 +113,10 @@ class SearchResultSerializer(serializers.Serializer):
     rank = serializers.IntegerField()
     image_id = serializers.IntegerField(source="image.pk")
     score = serializers.FloatField(help_text="Cosine similarity, 1 = same direction.")
+    closeness = serializers.FloatField(allow_null=True, help_text=(
+        "Share of random pairs of library images less similar than this one under the same model (0–1): "
+        "0.998 means only 0.2 % of pairs are this similar. Comparable across models, unlike score. "
+        "Null until the model's reference is measured (when its embeddings are complete)."))
     distance = serializers.FloatField(help_text="Cosine distance, 1 − score.")
     original_name = serializers.CharField(source="image.original_name")
     label = serializers.CharField(source="image.label")

@@ -161,7 +161,8 @@ class SearchApi(AnalystApi):
             "version": {"id": results.version.pk, "kind": results.version.kind, "status": results.version.status},
             "offset": results.offset,
             "has_more": results.has_more,
-            "results": [{"rank": results.offset + n, "image": hit.image, "score": hit.score, "distance": hit.distance}
+            "results": [{"rank": results.offset + n, "image": hit.image, "score": hit.score, "closeness": hit.closeness,
+                         "distance": hit.distance}
                         for n, hit in enumerate(results.hits, 1)],
         }).data)
 

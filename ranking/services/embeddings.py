@@ -204,6 +204,7 @@ def embeddings_finalize(*, version_id: int, job_id: int) -> None:
         version_embeddings_drop(version_id=version.pk)  # what its last chunks stored meanwhile
         return
     index_build(version=version)
+    similarity_reference_measure(version=version)
     missing = images_without_embedding(version=version).count()
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
@@ -215,6 +216,38 @@ def embeddings_finalize(*, version_id: int, job_id: int) -> None:
                result={"missing": missing})
     if missing == 0:
         version_auto_activate(version_id=version_id)
+
+
+REFERENCE_SAMPLE = 3000  # images: ≈ 4.5 million pairs, enough to tell the top 0.001 % apart
+
+
+def similarity_reference_measure(*, version: ModelVersion, seed: int = 0) -> dict | None:
+    """How similar random pairs of library images are under the version, stored with it: the
+    similarity at each "top fraction" from 1 down to 1e-6, log-spaced. Search results are shown
+    against it ("top 0.2 %"), since a raw cosine similarity means something different under each
+    model (the autoencoder put every result at 0.99–1.00)."""
+    import numpy as np
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(%s)", [seed / 10])  # the same sample each time (ORDER BY random())
+    sample = Embedding.objects.filter(version=version).order_by("?").values_list("vector", flat=True)
+    rows = [np.asarray(v, dtype=np.float32) for v in sample[:REFERENCE_SAMPLE]]
+    if len(rows) < 10:
+        return None
+    unit = np.stack(rows)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    pairs = (unit @ unit.T)[np.triu_indices(len(unit), k=1)]
+    top = np.logspace(0, -6, 121)
+    top = top[top >= 1 / len(pairs)]
+    values = np.quantile(pairs, 1 - top)
+    reference = {"pairs": int(len(pairs)), "top_fractions": [float(t) for t in top],
+                 "similarities": [round(float(v), 6) for v in np.maximum.accumulate(values)]}
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        locked.metrics = {**(locked.metrics or {}), "similarity_reference": reference}
+        locked.save(update_fields=["metrics"])
+    version.metrics = locked.metrics
+    return reference
 
 
 def index_name_for(version: ModelVersion) -> str:

@@ -55,16 +55,17 @@ def version_activate(*, version_id: int) -> ModelVersion:
 
 
 def version_auto_activate(*, version_id: int) -> bool:
-    """Activate a freshly embedded version when it is at least as good as what serves now.
+    """Activate a freshly embedded version when it is clearly better than what serves now.
 
-    Policy: a criterion with no active version takes the first ready one. A
-    ranking version replaces the active one only when it was judged on at least
-    RANKING_ACTIVATION_MIN_TRIPLETS held-out triplets (fewer decide nothing: 9
-    triplets put a chance-level version live) and its held-out triplet accuracy
-    is at least the active version's and the baselines' on the same held-out
-    judgments (all measured at training time); otherwise it waits for an admin,
-    and the verdict says why, with each accuracy's 95 % interval. Nothing
-    happens with RANKING_AUTO_ACTIVATE off.
+    Policy: a criterion with no active version takes the first ready one. A ranking version
+    replaces the active one only when, on at least RANKING_ACTIVATION_MIN_TRIPLETS held-out
+    judged triplets (fewer decide nothing: 9 triplets put a chance-level version live), it is
+    more often right than the active version with a one-sided exact paired test (McNemar's, on
+    the triplets one gets right and the other wrong) at p < RANKING_ACTIVATION_MAX_P, and no
+    worse than the baselines (pretrained features, the autoencoder) on the same triplets. The
+    held-out triplets are those of the queries held out from its training, judged by now.
+    Otherwise it waits for an admin, and the verdict says why, with each accuracy's 95 %
+    interval. Nothing happens with RANKING_AUTO_ACTIVATE off.
     """
     if not settings.RANKING_AUTO_ACTIVATE:
         return False
@@ -72,39 +73,78 @@ def version_auto_activate(*, version_id: int) -> bool:
     if version.status != ModelVersion.Status.READY:
         return False
     active = ModelVersion.objects.filter(criterion_id=version.criterion_id, status=ModelVersion.Status.ACTIVE).first()
+    verdict = ""
     if active is not None:
         if version.kind != ModelVersion.Kind.RANKING:
             return False
-        metrics = version.metrics or {}
-        own = metrics.get("val_accuracy")
-        triplets = metrics.get("val_triplets") or 0
-        minimum = settings.RANKING_ACTIVATION_MIN_TRIPLETS
-        if own is None or triplets < minimum:
-            _decision(version, f"Not decided: {triplets} held-out judged triplets, and at least {minimum} are needed "
-                               f"to compare versions (RANKING_ACTIVATION_MIN_TRIPLETS). Held-out accuracy "
-                               f"{accuracy_text(own, triplets)}. An admin may still activate it.")
-            return False
-        names = {"active": "the active version", "pretrained": "pretrained features", "autoencoder": "the autoencoder"}
-        baselines = {key: metrics.get("baseline_val_accuracy", {}).get(key) for key in names}
-        better = [key for key, value in baselines.items() if value is not None and own < value]
-        if better:
-            compared = "; ".join(f"{names[key]} {accuracy_text(value, triplets)}" for key, value in baselines.items()
-                                 if value is not None)
-            _decision(version, f"Not activated: held-out accuracy {accuracy_text(own, triplets)} is below "
-                               f"{' and '.join(names[key] for key in better)} on the same triplets ({compared}). "
-                               "An admin may still activate it.")
+        decided, verdict = _compare_with_serving(version, active)
+        if not decided:
+            _decision(version, verdict)
             return False
     try:
         version_activate(version_id=version_id)
     except ActivationRefused as exc:
         _decision(version, f"Not activated: {exc}")
         return False
-    metrics = version.metrics or {}
-    accuracy = metrics.get("val_accuracy")
-    _decision(version, "Activated automatically" + (
-        f" (held-out accuracy {accuracy_text(accuracy, metrics.get('val_triplets') or 0)})." if accuracy is not None
-        and active is not None else ": the criterion had no active version."))
+    _decision(version, f"Activated automatically: {verdict}" if verdict
+              else "Activated automatically: the criterion had no active version.")
     return True
+
+
+def _compare_with_serving(version: ModelVersion, active: ModelVersion) -> tuple[bool, str]:
+    """(activate?, the verdict) for a ranking version against the active one and the baselines."""
+    from labeling.selectors import training_triplets
+    from ranking.selectors import triplet_outcomes
+    from ranking.services.training import split_by_query
+
+    hp = version.hyperparameters
+    _, held_out = split_by_query(
+        training_triplets(criterion=version.criterion, min_gold_accuracy=hp.get("min_gold_accuracy"),
+                          sources=hp.get("judgment_sources") or None), hp.get("val_fraction", 0.1), hp.get("seed", 0))
+    others = {"the active version": active}
+    for kind, name in ((ModelVersion.Kind.PRETRAINED, "pretrained features"),
+                       (ModelVersion.Kind.AUTOENCODER, "the autoencoder")):
+        newest = ModelVersion.objects.filter(criterion_id=version.criterion_id, kind=kind,
+                                             status__in=ModelVersion.EMBEDDED_STATUSES).order_by("-pk").first()
+        if newest is not None and newest.pk not in (active.pk, version.pk):
+            others[name] = newest
+    outcomes = {name: triplet_outcomes(version=other, triplets=held_out) for name, other in others.items()}
+    own = triplet_outcomes(version=version, triplets=held_out)
+    n = len(held_out)
+    minimum = settings.RANKING_ACTIVATION_MIN_TRIPLETS
+    if own is None or n < minimum or n == 0:
+        accuracy = (version.metrics or {}).get("val_accuracy")
+        return False, (f"Not decided: {n} held-out judged triplets, and at least {minimum} are needed to compare "
+                       f"versions (RANKING_ACTIVATION_MIN_TRIPLETS). Held-out accuracy "
+                       f"{accuracy_text(accuracy, (version.metrics or {}).get('val_triplets') or 0)}. "
+                       "An admin may still activate it.")
+    parts = [f"held-out accuracy {accuracy_text(float(own.mean()), n)}"]
+    refused = []
+    for name, theirs in outcomes.items():
+        if theirs is None:
+            continue
+        better, worse = int((own & ~theirs).sum()), int((~own & theirs).sum())
+        p_value = mcnemar_p(better, worse)
+        parts.append(f"{name} {accuracy_text(float(theirs.mean()), n)}: right where it was wrong on {better}, "
+                     f"wrong where it was right on {worse} (paired exact test p = {p_value:.2g})")
+        if name == "the active version" and not (better > worse and p_value < settings.RANKING_ACTIVATION_MAX_P):
+            refused.append(f"not clearly better than {name} (p = {p_value:.2g}; it needs "
+                           f"p < {settings.RANKING_ACTIVATION_MAX_P:g}, RANKING_ACTIVATION_MAX_P)")
+        elif name != "the active version" and worse > better:
+            refused.append(f"below {name}")
+    text = "; ".join(parts) + "."
+    if refused:
+        return False, f"Not activated: {' and '.join(refused)}. {text} An admin may still activate it."
+    return True, text
+
+
+def mcnemar_p(better: int, worse: int) -> float:
+    """One-sided exact McNemar test: the chance of at least ``better`` of ``better + worse``
+    discordant triplets going the candidate's way if both versions were equally good."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    return min(1.0, sum(math.comb(n, k) for k in range(better, n + 1)) / 2**n)
 
 
 def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -292,22 +292,65 @@ def test_the_wilson_interval_matches_known_values():
     assert accuracy_text(0.84, 412) == "0.84 (95 % interval 0.80–0.87, 412 triplets)"
 
 
-@pytest.mark.parametrize("triplets, accuracy, verdict", [
-    (9, 0.9, "Not decided: 9 held-out judged triplets, and at least 100 are needed"),
-    (400, 0.80, "Not activated: held-out accuracy 0.80 (95 % interval 0.76–0.84, 400 triplets) is below "
-                "the active version and pretrained features on the same triplets"),
+def _judged_triplets(criterion, library, count):
+    """``count`` distinct triplets judged by label: a query, one image of its class and one of the other."""
+    made = 0
+    for query_class, other_class in (("v", "h"), ("h", "v")):
+        for q in library[query_class]:
+            for p in library[query_class]:
+                for o in library[other_class]:
+                    if p == q or made >= count:
+                        continue
+                    triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
+                    judgment_record(triplet=triplet, answer="a" if triplet.candidate_a_id == p else "b",
+                                    source=TripletJudgment.Source.SIMULATED)
+                    made += 1
+
+
+def _version_with_vectors(criterion, kind, status, vectors: dict) -> ModelVersion:
+    version = ModelVersion.objects.create(criterion=criterion, kind=kind, status=status, index_name="x",
+                                          embedding_dim=2, hyperparameters={"val_fraction": 1.0, "seed": 0})
+    Embedding.objects.bulk_create(Embedding(version=version, image_id=i, vector=v) for i, v in vectors.items())
+    return version
+
+
+def _by_label(library, seed=0, noise=0.1):
+    rng = np.random.default_rng(seed)
+    return {i: np.array([1.0, 0.0] if cls == "v" else [0.0, 1.0]) + rng.normal(0, noise, 2)
+            for cls in ("v", "h") for i in library[cls]}
+
+
+@pytest.mark.parametrize("triplets, candidate_knows_labels, activated, verdict", [
+    (9, True, False, "Not decided: 9 held-out judged triplets, and at least 100 are needed"),
+    (120, False, False, "Not activated: not clearly better than the active version (p = 1;"),
+    (120, True, True, "Activated automatically: held-out accuracy 1.00 (95 % interval 0.97–1.00, 120 triplets)"),
 ])
-def test_automatic_activation_needs_enough_held_out_triplets_and_beating_every_baseline(
-        criterion, settings, caplog, triplets, accuracy, verdict):
+def test_automatic_activation_needs_enough_held_out_triplets_and_a_paired_test_it_passes(
+        criterion, stripes_library, settings, caplog, triplets, candidate_knows_labels, activated, verdict):
     from ranking.services.versions import version_auto_activate
 
     settings.RANKING_ACTIVATION_MIN_TRIPLETS = 100
-    ModelVersion.objects.create(criterion=criterion, kind="pretrained", status=ModelVersion.Status.ACTIVE)
-    candidate = ModelVersion.objects.create(
-        criterion=criterion, kind="ranking", status=ModelVersion.Status.READY,
-        metrics={"val_accuracy": accuracy, "val_triplets": triplets,
-                 "baseline_val_accuracy": {"active": 0.85, "pretrained": 0.85, "autoencoder": 0.70}})
+    _judged_triplets(criterion, stripes_library, triplets)
+    rng = np.random.default_rng(1)
+    guessing = {i: rng.normal(0, 1, 2) for i in stripes_library["v"] + stripes_library["h"]}
+    active = _version_with_vectors(criterion, "pretrained", ModelVersion.Status.ACTIVE, guessing)
+    candidate = _version_with_vectors(criterion, "ranking", ModelVersion.Status.READY,
+                                      _by_label(stripes_library) if candidate_knows_labels else guessing)
     with caplog.at_level("INFO", logger="ranking.services.versions"):
-        assert version_auto_activate(version_id=candidate.pk) is False
+        assert version_auto_activate(version_id=candidate.pk) is activated
     assert verdict in caplog.text
-    assert ModelVersion.objects.get(pk=candidate.pk).status == ModelVersion.Status.READY
+    if activated:  # the verdict gives the paired comparison
+        assert "the active version 0." in caplog.text and "paired exact test p = " in caplog.text
+    assert ModelVersion.objects.get(pk=candidate.pk).status == (
+        ModelVersion.Status.ACTIVE if activated else ModelVersion.Status.READY)
+    assert ModelVersion.objects.get(pk=active.pk).status == (
+        ModelVersion.Status.READY if activated else ModelVersion.Status.ACTIVE)
+
+
+def test_the_paired_exact_test_matches_the_binomial_tail():
+    from ranking.services.versions import mcnemar_p
+
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 0) == 1 / 32  # five discordant triplets, all the candidate's way
+    assert round(mcnemar_p(15, 5), 4) == 0.0207  # P(X ≥ 15), X ~ Binomial(20, ½)
+    assert mcnemar_p(3, 7) > 0.5

@@ -38,9 +38,11 @@ class Command(BaseCommand):
                 hits = image_search(vector=embed_file(version=version, path=query), **kwargs)
             except OSError as exc:
                 raise CommandError(f"cannot read {query}: {exc}")
-        self.stdout.write(f"Version {version.pk} ({version.get_kind_display()}), {len(hits)} results:")
+        self.stdout.write(f"Version {version.pk} ({version.get_kind_display()}), {len(hits)} results. "
+                          "closeness: how rare a pair this similar is among the library's; cosine: 1 = same direction.")
+        self.stdout.write(f"{'rank':>4}  {'closeness':<12} {'cosine':>6}  image")
         for rank, hit in enumerate(hits, 1):
             image = hit.image
             where = f"  {image.document.title} p.{image.page_number}" if image.document_id else ""
-            self.stdout.write(f"{rank:>3}. {hit.distance:.4f}  #{image.pk} {image.original_name}"
+            self.stdout.write(f"{rank:>4}  {hit.closeness_text:<12} {hit.score:>6.3f}  #{image.pk} {image.original_name}"
                               f"{f' [{image.label}]' if image.label else ''}{where}")
