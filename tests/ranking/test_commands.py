@@ -34,13 +34,15 @@ def test_train_refresh_activate_and_search_from_the_command_line(stripes_library
     query = stripes_library["v"][0]
     call_command("search", str(query), "--k", "4")
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 5 and f"#{query} " not in "".join(lines[1:])
+    assert len(lines) == 6 and f"#{query} " not in "".join(lines[2:])
+    assert lines[1].split() == ["rank", "closeness", "cosine", "image"]  # the columns are labelled
+    assert "top " in lines[2]  # closeness against the version's random pairs
 
     upload = tmp_path / "q.png"
     upload.write_bytes(images.stripes(False, seed=77))
     call_command("search", str(upload), "--k", "2", "--label", "h")
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and all("[h]" in line for line in lines[1:])
+    assert len(lines) == 4 and all("[h]" in line for line in lines[2:])
 
     call_command("refresh_embeddings", str(second.pk), "--inline")
     assert "Embedding 0 images" in capsys.readouterr().out
