@@ -43,7 +43,7 @@ class SearchHit:
             return f"{self.score:.3f}"
         top = (1 - self.closeness) * 100
         if top < 0.01:
-            return "top 0.01 %"
+            return "top < 0.01 %"
         return f"top {top:.2g} %" if top < 10 else f"top {top:.0f} %"
 
     @property
@@ -370,10 +370,19 @@ def previous_active_version(*, criterion_id: int) -> ModelVersion | None:
 
 # --- the training form's estimate ------------------------------------------------------------
 
-# seconds per unit on the 2-core development machine (docs/benchmarks.md, bench.quality), used until
-# the criterion has a finished training of the same kind to measure its own machine by
-CPU_SECONDS_PER_TRIPLET_EPOCH = {"frozen": 0.002, "fine_tune": 0.05, "full": 0.02}
+# What a training costs on the 2-core development machine: a fixed part (loading the network and
+# the cached features, saving), then per epoch a fixed part (held-out evaluation, progress) and a
+# part per triplet. Fitted to bench.quality (2,196 triplets × 30 epochs: 59 s) and a 185-triplet
+# training from the dashboard (52 s) (docs/benchmarks.md). Used until the criterion has a finished
+# training in the same mode, which then scales to its own machine.
+CPU_TRAINING_COST = {"frozen": (10.0, 1.2, 0.0004), "fine_tune": (10.0, 2.0, 0.05), "full": (15.0, 1.0, 0.006)}
 CPU_FEATURE_IMAGES_PER_SECOND = 45.0  # EfficientNet-Lite0 at 224 px, decoding and storing included
+GPU_SPEEDUP = 20.0
+
+
+def _training_seconds(mode: str, triplets: int, epochs: int) -> float:
+    fixed, per_epoch, per_triplet = CPU_TRAINING_COST[mode]
+    return fixed + epochs * (per_epoch + triplets * per_triplet)
 
 
 @dataclass
@@ -382,38 +391,51 @@ class TrainingEstimate:
     triplets: int
     features_to_compute: int
     basis: str  # where the per-step cost comes from
+    held_out: int = 0  # judged triplets of held-out queries: what automatic activation decides on
+    held_out_needed: int = 0
 
     @property
     def text(self) -> str:
-        minutes = self.seconds / 60
-        span = f"{self.seconds:.0f} s" if self.seconds < 90 else f"{minutes:.0f} min"
+        span = f"{self.seconds:.0f} s" if self.seconds < 90 else f"{self.seconds / 60:.0f} min"
         parts = [f"{self.triplets:,} usable judged triplets"]
         if self.features_to_compute:
             parts.append(f"features to compute for {self.features_to_compute:,} images first")
-        return f"About {span} ({', '.join(parts)}; {self.basis})."
+        text = f"About {span} ({', '.join(parts)}; {self.basis})."
+        if self.held_out < self.held_out_needed:
+            text += (f" Only {self.held_out:,} of them are held out for the comparison; automatic activation "
+                     f"decides on {self.held_out_needed:,} or more (about "
+                     f"{max(0, self.held_out_needed - self.held_out) * 10:,} more usable judgments), so until "
+                     "then an admin activates.")
+        return text
 
 
 def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, device: str) -> TrainingEstimate:
     """How long a deep-ranking training with these settings would take on ``device`` ("cpu" or "cuda"),
-    from the criterion's last finished training in the same mode when there is one."""
+    scaled by the criterion's last finished training in the same mode when there is one."""
     from labeling.selectors import training_triplets
     from ranking.models import FeatureExtractor, ImageFeature
+    from ranking.services.training import split_by_query
 
     mode = hyperparameters.get("backbone_mode", "auto")
     if mode == "auto":
         mode = "fine_tune" if device == "cuda" else "frozen"
+    mode = mode if mode in CPU_TRAINING_COST else "full"
     triplets = training_triplets(criterion=criterion)
+    train, held_out = split_by_query(triplets, hyperparameters.get("val_fraction", 0.1), hyperparameters.get("seed", 0))
     epochs = int(hyperparameters.get("epochs") or 0)
-    head_mode = "frozen" if mode == "fine_tune" else mode  # fine-tuning trains the head first
-    per_step = CPU_SECONDS_PER_TRIPLET_EPOCH.get(head_mode, 0.02) / (20 if device == "cuda" else 1)
+    if mode == "fine_tune":
+        epochs += int(hyperparameters.get("fine_tune_epochs") or 0)
+    seconds = _training_seconds(mode, len(train), epochs) / (GPU_SPEEDUP if device == "cuda" else 1)
     basis = "the development machine's measured speed" + (" ÷ 20 on a GPU" if device == "cuda" else "")
     last = (ModelVersion.objects.filter(criterion=criterion, kind=ModelVersion.Kind.RANKING,
                                         hyperparameters__backbone_mode=mode, trained_at__isnull=False)
             .order_by("-trained_at").first())
-    history = ((last.metrics or {}).get("train_history") or []) if last else []
-    if history and (last.metrics or {}).get("train_triplets"):
-        per_step = sum(h.get("seconds", 0) for h in history) / len(history) / last.metrics["train_triplets"]
-        basis = f"as fast as version {last.pk} trained"
+    metrics = (last.metrics or {}) if last else {}
+    if metrics.get("seconds") and metrics.get("train_triplets"):
+        last_epochs = len(metrics.get("train_history") or []) + len(metrics.get("fine_tune_history") or [])
+        expected = _training_seconds(mode, metrics["train_triplets"], last_epochs or epochs)
+        seconds = _training_seconds(mode, len(train), epochs) * metrics["seconds"] / expected
+        basis = f"scaled from version {last.pk}, which took {metrics['seconds']:.0f} s"
     features = 0
     if mode != "full":
         judged = {i for t in triplets for i in t}
@@ -422,9 +444,6 @@ def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, 
         cached = 0 if extractor is None else ImageFeature.objects.filter(extractor=extractor,
                                                                         image_id__in=judged).count()
         features = len(judged) - cached
-    seconds = len(triplets) * epochs * per_step + features / (CPU_FEATURE_IMAGES_PER_SECOND *
-                                                              (20 if device == "cuda" else 1))
-    if mode == "fine_tune":  # then the backbone's last stage on the images
-        seconds += (len(triplets) * int(hyperparameters.get("fine_tune_epochs") or 0)
-                    * CPU_SECONDS_PER_TRIPLET_EPOCH["fine_tune"] / (20 if device == "cuda" else 1))
-    return TrainingEstimate(seconds=seconds, triplets=len(triplets), features_to_compute=features, basis=basis)
+        seconds += features / (CPU_FEATURE_IMAGES_PER_SECOND * (GPU_SPEEDUP if device == "cuda" else 1))
+    return TrainingEstimate(seconds=seconds, triplets=len(triplets), features_to_compute=features, basis=basis,
+                            held_out=len(held_out), held_out_needed=settings.RANKING_ACTIVATION_MIN_TRIPLETS)

@@ -19,9 +19,27 @@ logger = logging.getLogger(__name__)
 _TRAINING = dict(queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
 
 
+def _torch_threads(*, whole_machine: bool) -> None:
+    """CPU threads for this task's torch work. Embedding chunks run side by side in every worker
+    process, so each takes its share of the cores (two processes of two threads on two cores ran
+    several times slower than one each); a training is one task and takes them all."""
+    import os
+
+    from celery import current_task
+
+    if current_task is None or current_task.request.called_directly or current_task.request.is_eager:
+        return  # run in this process (a command, a test): its threads are its own business
+    import torch
+    from django.conf import settings
+
+    cpus = os.cpu_count() or 1
+    torch.set_num_threads(cpus if whole_machine else max(1, cpus // max(1, settings.CELERY_WORKER_CONCURRENCY)))
+
+
 @shared_task(name="ranking.prepare_pretrained", queue="default", acks_late=True, soft_time_limit=600, time_limit=660)
 def prepare_pretrained(version_id: int) -> None:
     """A pretrained-features version: nothing to train, its weights are saved and it embeds the library."""
+    _torch_threads(whole_machine=True)
     from ranking.services.training import version_train
 
     version_train(version_id=version_id)
@@ -29,6 +47,7 @@ def prepare_pretrained(version_id: int) -> None:
 
 @shared_task(name="ranking.train_autoencoder", **_TRAINING)
 def train_autoencoder(version_id: int) -> None:
+    _torch_threads(whole_machine=True)
     from ranking.services.training import version_train
 
     version_train(version_id=version_id)
@@ -36,6 +55,7 @@ def train_autoencoder(version_id: int) -> None:
 
 @shared_task(name="ranking.train_ranking", **_TRAINING)
 def train_ranking(version_id: int) -> None:
+    _torch_threads(whole_machine=True)
     from ranking.services.training import version_train
 
     version_train(version_id=version_id)
@@ -56,6 +76,7 @@ def embed_chunk(chunk_id: int) -> None:
     from ranking.models import EmbeddingChunk
     from ranking.services.embeddings import embedding_chunk_process
 
+    _torch_threads(whole_machine=False)
     try:
         embedding_chunk_process(chunk_id=chunk_id)
     except (OperationalError, InterfaceError):
@@ -73,6 +94,7 @@ def embed_chunk(chunk_id: int) -> None:
 def embed_new_images(image_ids: list[int]) -> int:
     from ranking.services.embeddings import embeddings_add_new_images
 
+    _torch_threads(whole_machine=False)
     return embeddings_add_new_images(image_ids=image_ids)
 
 

