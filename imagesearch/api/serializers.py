@@ -215,8 +215,13 @@ class JobOutputSerializer(serializers.ModelSerializer):
 
         if job.is_finished or not job.progress_total or not job.progress_done or job.started_at is None:
             return None
+        from django.utils.dateparse import parse_datetime
+
+        # a job of several phases (a training: feature pass, then epochs) times the phase under way
+        phase = (job.params or {}).get("phase_started_at") if isinstance(job.params, dict) else None
+        started = (parse_datetime(phase) if isinstance(phase, str) else None) or job.started_at
         progress_at = job.progress_at or timezone.now()
-        per_item = max((progress_at - job.started_at).total_seconds(), 0.0) / job.progress_done
+        per_item = max((progress_at - started).total_seconds(), 0.0) / job.progress_done
         if not per_item:
             return None
         since = max((timezone.now() - progress_at).total_seconds(), 0.0)

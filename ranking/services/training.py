@@ -264,6 +264,17 @@ def _config(version: ModelVersion, phase: str, **overrides):
     return cfg
 
 
+def _phase_started(job_id: int, total: int) -> None:
+    """A new phase of a training (the feature pass, an epoch loop) counts its own progress, and the
+    ETA its own rate: the job's ``params["phase_started_at"]`` (see ``JobOutputSerializer``)."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        job.params = {**(job.params or {}), "phase_started_at": now.isoformat()}
+        job.progress_done, job.progress_total, job.progress_at = 0, total, now
+        job.save(update_fields=["params", "progress_done", "progress_total", "progress_at"])
+
+
 def _progress(version: ModelVersion, phase: str, total_epochs: int):
     """An epoch callback that records progress and stops the training when its job was cancelled.
 
@@ -273,8 +284,7 @@ def _progress(version: ModelVersion, phase: str, total_epochs: int):
     if _checkpoint_path(version, phase).exists():
         job_log(job_id=version.training_job_id, line=f"{phase}: resuming from its last checkpoint.", as_message=True)
     else:
-        Job.objects.filter(pk=version.training_job_id).update(progress_done=0, progress_total=total_epochs,
-                                                              progress_at=timezone.now())
+        _phase_started(version.training_job_id, total_epochs)
         job_log(job_id=version.training_job_id, line=f"{phase}: epoch 1 of {total_epochs} under way.",
                 as_message=True)
 
@@ -448,6 +458,7 @@ def _train_ranking_head(version: ModelVersion, model, train, val, metrics: dict)
             progress_done=done, progress_total=total, progress_at=timezone.now(),
             message=f"Computing the backbone's features: {done:,} of {total:,} images (once; cached for later).")
 
+    _phase_started(version.training_job_id, 0)
     computed = features_compute(extractor=extractor, model=model, image_ids=wanted, on_progress=progress)
     inputs, found = features_load(extractor=extractor, image_ids=wanted)
     if len(found) < len(wanted):

@@ -67,8 +67,9 @@
     row.dataset.status = job.status;
     cell(row, "status").textContent = job.status;
     drawProgress(row.querySelector("progress"), job);
-    cell(row, "count").textContent = `${job.progress_done} / ${job.progress_total}` +
-      (job.percent !== null ? ` (${job.percent}%)` : "");
+    // a job with nothing to count (pretrained features: no epochs) shows no count
+    cell(row, "count").textContent = job.progress_total ? `${job.progress_done} / ${job.progress_total}` +
+      (job.percent !== null ? ` (${job.percent}%)` : "") : "—";
     cell(row, "rate").textContent = job.rate ? `${job.rate.toFixed(job.rate < 10 ? 2 : 0)}/s` : "—";
     cell(row, "elapsed").textContent = duration(job.elapsed_seconds);
     cell(row, "eta").textContent = eta(job);

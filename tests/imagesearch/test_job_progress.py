@@ -147,3 +147,21 @@ def test_the_eta_counts_down_between_progress_updates_instead_of_growing():
     assert 29 <= later <= 30  # a countdown (elapsed × left / done would have grown from 100 s to 130 s)
     Job.objects.filter(pk=job.pk).update(started_at=now - timedelta(seconds=200), progress_at=now - timedelta(seconds=120))
     assert JobOutputSerializer(Job.objects.get(pk=job.pk)).data["eta_seconds"] == 1.0  # overdue: any moment now
+
+
+@pytest.mark.django_db
+def test_a_later_phase_of_a_training_times_its_own_items():
+    """The feature pass took most of a training's first minutes; the epochs after it were timed by it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from imagesearch.api.serializers import JobOutputSerializer
+    from imagesearch.models import Job
+
+    now = timezone.now()
+    job = Job.objects.create(kind="train_ranking", status=Job.Status.RUNNING, progress_total=30, progress_done=10,
+                             started_at=now - timedelta(seconds=600), progress_at=now,
+                             params={"phase_started_at": (now - timedelta(seconds=20)).isoformat()})
+    # 10 epochs in the 20 s since the epochs began → 2 s each, 20 left: 40 s (not 20 × 60 s)
+    assert 39 <= JobOutputSerializer(job).data["eta_seconds"] <= 41
