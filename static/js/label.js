@@ -103,8 +103,11 @@
     }
   }
 
+  let emptyChecks = 0; // re-checks in a row that found no triplet
+
   async function showNext() {
     if (ready.length) {
+      emptyChecks = 0;
       show(ready.shift());
       topUp();
       return;
@@ -113,12 +116,17 @@
     say("Loading…");
     await topUp();
     if (ready.length) {
+      emptyChecks = 0;
       say("");
       show(ready.shift());
       topUp();
     } else {
-      say("No triplets to label right now. New ones are being prepared; this page checks again every 15 s.");
-      setTimeout(() => { exhausted = false; if (!current) showNext(); }, 15000);
+      // soon at first: a refill under way usually lands within seconds (a first session waited 15 s for
+      // one that had committed half a second after the page asked), then less often, up to every 15 s
+      const wait = Math.min(15, 2 ** emptyChecks);
+      emptyChecks += 1;
+      say(`No triplets to label right now. New ones are being prepared; this page checks again in ${wait} s.`);
+      setTimeout(() => { exhausted = false; if (!current) showNext(); }, wait * 1000);
     }
   }
 

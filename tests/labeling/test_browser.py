@@ -96,3 +96,26 @@ def test_a_key_pressed_while_the_next_triplet_loads_is_not_counted_and_the_label
     wait_for(lambda: TripletJudgment.objects.filter(user=labeler).count() == 1, what="the one answer counted")
     page.wait_for_timeout(500)
     assert TripletJudgment.objects.filter(user=labeler).count() == 1
+
+
+def test_a_labeler_with_no_triplet_yet_gets_one_seconds_after_it_is_made(
+        browser_page, live_server, transactional_db, criterion, settings):
+    """On a fresh install the first refill committed half a second after the page asked, and the page waited 15 s."""
+    from labeling.services.triplets import triplet_get_or_create
+    from tests import images
+    from tests.factories import make_image
+
+    settings.LABELING_GOLD_RATE = 0
+    two = [make_image(data=images.stripes(i % 2 == 0, seed=i), name=f"s{i}.png").pk for i in range(2)]  # no triplet yet
+    UserFactory(username="nina", roles=["labeler"])
+    page = browser_page
+    browser_login(page, live_server.url, "nina")
+    page.wait_for_url(f"{live_server.url}/label/")
+    try:
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('No triplets to label right now')")
+    except Exception:
+        raise AssertionError(page.locator("main").inner_text()) from None
+    third = make_image(data=images.stripes(True, seed=7), name="s7.png").pk
+    triplet_get_or_create(criterion=criterion, query_id=two[0], candidate_ids=(third, two[1]))
+    # the re-checks come after 1, 2, 4 … s: a triplet is on screen well before the old 15 s
+    page.wait_for_selector("#triplet[aria-busy=false] #query-frame img", timeout=8000)
