@@ -354,3 +354,30 @@ def test_the_paired_exact_test_matches_the_binomial_tail():
     assert mcnemar_p(5, 0) == 1 / 32  # five discordant triplets, all the candidate's way
     assert round(mcnemar_p(15, 5), 4) == 0.0207  # P(X ≥ 15), X ~ Binomial(20, ½)
     assert mcnemar_p(3, 7) > 0.5
+
+
+def test_fine_tuning_trains_the_head_then_the_last_stage_and_embeds_without_the_cache(
+        autoencoder, criterion, stripes_library):
+    import torch
+
+    from ranking.checkpoints import load_model
+    from ranking.nets import PretrainedRankingNet
+    from django.conf import settings
+
+    _judge_by_label(criterion, stripes_library, 24)
+    version = training_start(criterion=criterion, kind="ranking", dispatch=False, hyperparameters={
+        **TINY_RANKING, "backbone_mode": "fine_tune", "fine_tune_epochs": 1})
+    version = version_train(version_id=version.pk, embed="inline")
+    assert version.status in (ModelVersion.Status.READY, ModelVersion.Status.ACTIVE), version.error
+    metrics = version.metrics
+    assert metrics["backbone_mode"] == "fine_tune"
+    assert len(metrics["train_history"]) == 3 and len(metrics["fine_tune_history"]) == 1
+    # its backbone is its own now: it embeds by running it, not from the cache
+    assert version.feature_extractor is None and Embedding.objects.filter(version=version).count() == 16
+    tuned, _, _ = load_model(settings.RANKING_MODELS_DIR / version.weights_file)
+    fresh = PretrainedRankingNet("efficientnet_lite0", image_size=32, weights="imagenet", embedding_dim=16,
+                                 hidden_dim=16, shallow_channels=8)
+    last = {k for k in fresh.state_dict() if k.startswith("deep.net._conv_head") and k.endswith("weight")}
+    first = {k for k in fresh.state_dict() if k.startswith("deep.net._conv_stem") and k.endswith("weight")}
+    changed = lambda keys: any(not torch.equal(tuned.state_dict()[k], fresh.state_dict()[k]) for k in keys)  # noqa: E731
+    assert changed(last) and not changed(first)  # the last stage learnt, the first stayed ImageNet's
