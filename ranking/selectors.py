@@ -150,19 +150,11 @@ def embedding_vectors(*, version: ModelVersion, image_ids: list[int]) -> dict[in
 
 
 def triplet_accuracy_of_version(*, version: ModelVersion, triplets: list[tuple[int, int, int]]) -> float | None:
-    """Share of (query, more similar, less similar) triplets the version's stored embeddings get right."""
-    import torch
-
-    from ranking.training import triplet_accuracy
-
+    """Share of (query, more similar, less similar) triplets the version's stored embeddings get right,
+    among those whose three images it has embedded."""
     vectors = embedding_vectors(version=version, image_ids=list({i for t in triplets for i in t}))
     scored = [t for t in triplets if all(i in vectors for i in t)]
-    if not scored:
-        return None
-    ids = sorted(vectors)
-    position = {image_id: n for n, image_id in enumerate(ids)}
-    matrix = torch.from_numpy(np.stack([vectors[i] for i in ids]))
-    return triplet_accuracy(matrix, torch.tensor([[position[i] for i in t] for t in scored]))
+    return float(_outcomes(vectors, scored).mean()) if scored else None
 
 
 def triplet_outcomes(*, version: ModelVersion, triplets: list[tuple[int, int, int]]) -> np.ndarray | None:
@@ -171,6 +163,10 @@ def triplet_outcomes(*, version: ModelVersion, triplets: list[tuple[int, int, in
     vectors = embedding_vectors(version=version, image_ids=list({i for t in triplets for i in t}))
     if not triplets or any(i not in vectors for t in triplets for i in t):
         return None
+    return _outcomes(vectors, triplets)
+
+
+def _outcomes(vectors: dict[int, np.ndarray], triplets: list[tuple[int, int, int]]) -> np.ndarray:
     q, p, n = (np.stack([vectors[t[k]] for t in triplets]) for k in range(3))
     return ((q - p) ** 2).sum(1) < ((q - n) ** 2).sum(1)
 
@@ -328,16 +324,19 @@ class VersionRow:
         return self.embedded / self.library if self.library else 0.0
 
 
-def dashboard_versions(*, criterion: SimilarityCriterion) -> list[VersionRow]:
+def dashboard_versions(*, criterion: SimilarityCriterion,
+                       triplets: list[tuple[int, int, int]] | None = None) -> list[VersionRow]:
     """The criterion's versions, newest first, with what the dashboard's table and charts show."""
     library = Image.objects.count()
     from labeling.selectors import training_triplets
-    from ranking.services.training import split_by_query
+    from ranking.services.training import default_hyperparameters, split_by_query
 
     versions = list(ModelVersion.objects.filter(criterion=criterion).select_related("parent", "training_job")
                     .order_by("-pk"))
     # every version scored on the same triplets: those of the queries held out of training (by default)
-    _, held_out = split_by_query(training_triplets(criterion=criterion), 0.1, 0)
+    hp = default_hyperparameters(ModelVersion.Kind.RANKING)
+    triplets = training_triplets(criterion=criterion) if triplets is None else triplets
+    _, held_out = split_by_query(triplets, hp["val_fraction"], hp["seed"])
     rows = []
     for version in versions:
         # counted on the (version, image) index, and only where embeddings are kept
@@ -409,18 +408,17 @@ class TrainingEstimate:
         return text
 
 
-def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, device: str) -> TrainingEstimate:
+def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, device: str,
+                      triplets: list[tuple[int, int, int]] | None = None) -> TrainingEstimate:
     """How long a deep-ranking training with these settings would take on ``device`` ("cpu" or "cuda"),
     scaled by the criterion's last finished training in the same mode when there is one."""
     from labeling.selectors import training_triplets
     from ranking.models import FeatureExtractor, ImageFeature
-    from ranking.services.training import split_by_query
+    from ranking.services.training import resolved_backbone_mode, split_by_query
 
-    mode = hyperparameters.get("backbone_mode", "auto")
-    if mode == "auto":
-        mode = "fine_tune" if device == "cuda" else "frozen"
+    mode = resolved_backbone_mode(hyperparameters, device)
     mode = mode if mode in CPU_TRAINING_COST else "full"
-    triplets = training_triplets(criterion=criterion)
+    triplets = training_triplets(criterion=criterion) if triplets is None else triplets
     train, held_out = split_by_query(triplets, hyperparameters.get("val_fraction", 0.1), hyperparameters.get("seed", 0))
     epochs = int(hyperparameters.get("epochs") or 0)
     if mode == "fine_tune":

@@ -440,10 +440,12 @@ def fit_ranking(
     cfg: TrainConfig,
     val_triplets: torch.Tensor | None = None,
     on_epoch: EpochCallback | None = None,
+    param_groups: list[dict] | None = None,
 ) -> FitResult:
-    """Deep ranking from judged triplets, the whole network trained on the images (``_ranking_step_loss``).
+    """Deep ranking from judged triplets, the network trained on the images (``_ranking_step_loss``).
 
-    Only the parameters that require gradients learn: fine-tuning freezes the rest.
+    Only the parameters that require gradients learn (fine-tuning freezes the rest); ``param_groups``
+    gives some of them their own ``lr_scale``.
     """
     device, channels_last = _prepare(model, cfg, images.shape[-1])
 
@@ -455,7 +457,7 @@ def fit_ranking(
 
     validate = _validator(model, images, val_triplets, device)
     return _fit(model, cfg, len(train_triplets), _ranking_step_loss(embed_ids, train_triplets, cfg, device),
-                validate, on_epoch)
+                validate, on_epoch, param_groups=param_groups)
 
 
 def fit_ranking_fine_tune(
@@ -476,15 +478,7 @@ def fit_ranking_fine_tune(
     ids = {id(p) for p in trainable}
     groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in ids]},
               {"params": trainable, "lr_scale": backbone_lr_scale}]
-    device, channels_last = _prepare(model, cfg, images.shape[-1])
-
-    def embed_ids(ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = to_input(images[ids], device, channels_last)
-        return model(augment.light(x, generator) if cfg.augment else x)
-
-    validate = _validator(model, images, val_triplets, device)
-    return _fit(model, cfg, len(train_triplets), _ranking_step_loss(embed_ids, train_triplets, cfg, device),
-                validate, on_epoch, param_groups=groups)
+    return fit_ranking(model, images, train_triplets, cfg, val_triplets, on_epoch, param_groups=groups)
 
 
 @dataclass

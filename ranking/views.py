@@ -29,7 +29,12 @@ from ranking import selectors
 from ranking.charts import line_chart
 from ranking.models import ModelVersion, SimilarityCriterion
 from ranking.services.criteria import criterion_create, criterion_default
-from ranking.services.training import default_hyperparameters, training_start
+from ranking.services.training import (
+    default_hyperparameters,
+    resolved_backbone_mode,
+    training_device_type,
+    training_start,
+)
 from ranking.services.versions import ActivationRefused, version_activate, version_retire, version_rollback
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
@@ -63,17 +68,18 @@ def _criterion(request: HttpRequest) -> SimilarityCriterion:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     criterion = _criterion(request)
-    rows = selectors.dashboard_versions(criterion=criterion)
+    triplets = labeling_selectors.training_triplets(criterion=criterion)  # once, for the table and the estimate
+    rows = selectors.dashboard_versions(criterion=criterion, triplets=triplets)
     for row in rows:
         row.loss_chart = line_chart(row.loss_points, label=f"Training loss of version {row.version.pk}",
                                     y_format="{:.4f}")
     accuracy_points = [(row.version.pk, row.val_accuracy) for row in reversed(rows) if row.val_accuracy is not None]
     defaults = default_hyperparameters(ModelVersion.Kind.RANKING)
-    device = _worker_device()
-    # what fits the device: the head on a frozen backbone on a CPU, fine-tuning on a GPU
-    defaults["backbone_mode"] = "fine_tune" if device == "cuda" else "frozen"
+    device = training_device_type()
+    defaults["backbone_mode"] = resolved_backbone_mode(defaults, device)  # what "auto" becomes there
     defaults["weights"] = defaults.get("weights") or ""
-    estimate = selectors.training_estimate(criterion=criterion, hyperparameters=defaults, device=device)
+    estimate = selectors.training_estimate(criterion=criterion, hyperparameters=defaults, device=device,
+                                           triplets=triplets)
     return render(request, "ranking/dashboard.html", {
         "criteria": SimilarityCriterion.objects.order_by("pk"),
         "criterion": criterion,
@@ -152,17 +158,6 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)
     return redirect(f"{reverse('dashboard')}?criterion={criterion.pk}")
-
-
-def _worker_device() -> str:
-    """"cuda" or "cpu": what training will run on, as far as this machine can tell (RANKING_DEVICE)."""
-    from django.conf import settings
-
-    if settings.RANKING_DEVICE != "auto":
-        return "cuda" if settings.RANKING_DEVICE.startswith("cuda") else "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _ranking_hyperparameters(request: HttpRequest) -> dict:

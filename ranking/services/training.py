@@ -379,15 +379,20 @@ def ranking_model_params(hp: dict) -> dict:
         "backbone", "image_size", "weights", "embedding_dim", "hidden_dim", "shallow_channels", "shallow")}}
 
 
-def resolved_backbone_mode(hp: dict) -> str:
-    """"auto" becomes what fits the device: the frozen backbone (head on cached features) on a CPU,
-    fine-tuning on a GPU."""
+def resolved_backbone_mode(hp: dict, device_type: str | None = None) -> str:
+    """"auto" becomes what fits the device ("cpu" or "cuda"; by default RANKING_DEVICE's): the frozen
+    backbone (head on cached features) on a CPU, fine-tuning on a GPU."""
     mode = hp.get("backbone_mode", "full")
     if mode != "auto":
         return mode
+    return "fine_tune" if (device_type or training_device_type()) == "cuda" else "frozen"
+
+
+def training_device_type() -> str:
+    """"cuda" or "cpu": what training runs on (RANKING_DEVICE), as far as this machine can tell."""
     from ranking.training import resolve_device
 
-    return "fine_tune" if resolve_device(settings.RANKING_DEVICE).type == "cuda" else "frozen"
+    return resolve_device(settings.RANKING_DEVICE).type
 
 
 def _train_ranking(version: ModelVersion):
