@@ -392,9 +392,13 @@ class TrainingEstimate:
     basis: str  # where the per-step cost comes from
     held_out: int = 0  # judged triplets of held-out queries: what automatic activation decides on
     held_out_needed: int = 0
+    train_needed: int = 0
 
     @property
     def text(self) -> str:
+        if self.triplets - self.held_out < self.train_needed:
+            return (f"Training needs at least {self.train_needed:,} usable judged triplets outside the held-out "
+                    f"queries; there are {self.triplets - self.held_out:,}. Judge more on the labeling page.")
         span = f"{self.seconds:.0f} s" if self.seconds < 90 else f"{self.seconds / 60:.0f} min"
         parts = [f"{self.triplets:,} usable judged triplets"]
         if self.features_to_compute:
@@ -444,4 +448,5 @@ def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, 
         features = len(judged) - cached
         seconds += features / (CPU_FEATURE_IMAGES_PER_SECOND * (GPU_SPEEDUP if device == "cuda" else 1))
     return TrainingEstimate(seconds=seconds, triplets=len(triplets), features_to_compute=features, basis=basis,
-                            held_out=len(held_out), held_out_needed=settings.RANKING_ACTIVATION_MIN_TRIPLETS)
+                            held_out=len(held_out), held_out_needed=settings.RANKING_ACTIVATION_MIN_TRIPLETS,
+                            train_needed=int(hyperparameters.get("min_train_triplets") or 0))

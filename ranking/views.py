@@ -38,10 +38,10 @@ from ranking.services.training import (
 from ranking.services.versions import ActivationRefused, version_activate, version_retire, version_rollback
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
-BACKBONE_MODES = {"frozen": "Frozen: train the head on cached features (minutes on a CPU)",
-                  "fine_tune": "Fine-tune: the head, then the backbone's last stage (for a GPU)",
-                  "full": "Whole network on the images (random weights: from scratch; slow on a CPU)"}
-WEIGHTS = {"imagenet": "ImageNet (pretrained)", "": "Random (from scratch)"}
+# short enough for a select at 400 px; the README explains each
+BACKBONE_MODES = {"frozen": "Frozen: head only (CPU)", "fine_tune": "Fine-tune last stage (GPU)",
+                  "full": "Whole network (slow on CPU)"}
+WEIGHTS = {"imagenet": "ImageNet", "": "Random (scratch)"}
 # the deep-ranking form: field -> (type, label); defaults come from default_hyperparameters("ranking")
 RANKING_FORM = {
     "backbone_mode": (str, "Backbone"),

@@ -258,11 +258,18 @@ def test_the_training_form_fits_the_cpu_and_estimates_the_time_and_the_activatio
 
     settings.RANKING_ACTIVATION_MIN_TRIPLETS = 100
     v, h = stripes_library["v"], stripes_library["h"]
-    for q, p, o in zip(v, v[1:] + v[:1], h):
-        triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
-        judgment_record(triplet=triplet, answer="a" if triplet.candidate_a_id == p else "b", user=None)
+
+    def judge(count):
+        for q, p, o in [(q, p, o) for q in v for p in v if p != q for o in h][:count]:
+            triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
+            judgment_record(triplet=triplet, answer="a" if triplet.candidate_a_id == p else "b", user=None)
+
+    judge(8)
     page = client.get("/dashboard/").content.decode()
     assert '<option value="frozen" selected>' in page  # the head on the frozen backbone: what fits a CPU
     assert "<option selected>efficientnet_lite0</option>" in page
-    assert "Filled in for the worker's CPU. About " in page and "8 usable judged triplets" in page
+    assert "Training needs at least 20 usable judged triplets" in page  # too few to start: said, not estimated
+    judge(40)
+    page = client.get("/dashboard/").content.decode()
+    assert "Filled in for the worker's CPU. About " in page and "40 usable judged triplets" in page
     assert "automatic activation decides on 100 or more" in page
