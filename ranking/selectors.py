@@ -77,11 +77,6 @@ def active_version(*, criterion: SimilarityCriterion | int | str | None = None) 
     return version
 
 
-def version_list(*, criterion: SimilarityCriterion | None = None):
-    versions = ModelVersion.objects.select_related("criterion", "created_by")
-    return versions.filter(criterion=criterion) if criterion is not None else versions
-
-
 _models: OrderedDict[tuple[int, str], tuple] = OrderedDict()
 _models_lock = threading.Lock()  # guards _models and _loading, never held during a load
 _loading: dict[tuple[int, str], threading.Lock] = {}  # one per version being loaded

@@ -153,13 +153,17 @@ def job_finish(
 ) -> None:
     """Close a job; a job already finished (cancelled, say) keeps its status.
 
-    Parts still under way (``job_report_part``) will not commit: their items leave the count."""
+    Parts still under way (``job_report_part``) will not commit: their items leave the count. The
+    closing message or error is also the log's last line, so the log does not end on a step long done."""
     with transaction.atomic():
-        job = (Job.objects.select_for_update().only("result", "status").filter(pk=job_id)
+        job = (Job.objects.select_for_update().only("result", "status", "log").filter(pk=job_id)
                .exclude(status__in=Job.FINISHED).first())
         if job is None:
             return
         updates = {"status": status, "message": message, "error": error, "finished_at": timezone.now()}
+        closing = error or message
+        if closing:
+            updates["log"] = "\n".join((job.log.splitlines() + [f"{timezone.now():%H:%M:%S} {closing}"])[-LOG_LINES:])
         under_way = (job.result or {}).get(PARTS_UNDER_WAY) or {}
         if under_way:
             updates["progress_done"] = F("progress_done") - sum(under_way.values())

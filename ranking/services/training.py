@@ -177,7 +177,9 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
     job_id = version.training_job_id
     job_start(job_id=job_id)
     # said at once: the job was created "Waiting for a worker.", and its first epoch may end minutes from now
-    job_log(job_id=job_id, line="Started: preparing the training data.", as_message=True)
+    job_log(job_id=job_id, line="Started: loading the pretrained backbone (nothing to train)."
+            if version.kind == ModelVersion.Kind.PRETRAINED else "Started: preparing the training data.",
+            as_message=True)
     started = time.monotonic()
     try:
         if version.kind == ModelVersion.Kind.PRETRAINED:

@@ -94,7 +94,9 @@
     frames.b.replaceChildren(item.images.b);
     busy.setAttribute("aria-busy", "false");
     busy.dataset.triplet = item.triplet.id;
-    if (statusLine.textContent.endsWith("was not counted.")) say("");  // the triplet it waited for is here
+    // notes about the triplet before this one end with it: the one a key waited for is here, or the
+    // undone triplet was answered again
+    if (/was not counted\.$|^Answer undone/.test(statusLine.textContent)) say("");
     shownAt = performance.now();
     if (answeredAt !== null) {
       const started = answeredAt;

@@ -40,8 +40,10 @@ def test_a_labeler_answers_with_the_keyboard_and_undoes_one(browser_page, live_s
     last = current
     page.keyboard.press("u")  # undo the last answer: its triplet comes back
     page.wait_for_function(f"() => document.getElementById('triplet').dataset.triplet === '{last}'")
+    assert page.text_content("#status").startswith("Answer undone")
     page.keyboard.press("1")  # and is answered again, differently
     answered[last] = "a"
+    page.wait_for_function("() => document.getElementById('status').textContent === ''")  # the note went with it
     skipped = shown()
     page.keyboard.press(" ")
     page.wait_for_function(f"() => document.getElementById('triplet').dataset.triplet !== '{skipped}'")

@@ -29,7 +29,12 @@ def test_train_refresh_activate_and_search_from_the_command_line(stripes_library
     call_command("activate_model", "--list")
     out = capsys.readouterr().out
     assert f"Version {second.pk} of 'Similarity' is active." in out
-    assert f"{first.pk:>5}  autoencoder  ready" in out
+    lines = out.splitlines()
+    header = next(n for n, line in enumerate(lines) if line.split()[:3] == ["version", "kind", "status"])
+    assert "held-out accuracy" in lines[header] and "held-out judged triplets" in lines[header - 1]
+    rows = {int(line.split()[0]): line for line in lines[header + 1:]}
+    assert list(rows) == [second.pk, first.pk]  # newest first
+    assert "ready" in rows[first.pk] and "16 / 16" in rows[first.pk] and rows[first.pk].endswith("—")
 
     query = stripes_library["v"][0]
     call_command("search", str(query), "--k", "4")

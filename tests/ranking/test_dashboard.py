@@ -226,8 +226,20 @@ def test_a_training_job_says_what_it_does_from_the_moment_a_worker_takes_it(clie
                           "train: epoch 1 of 2 under way."]
     assert lines[4].startswith("train epoch 1/2: loss ")
     assert job.status == "succeeded" and job.message.startswith(f"Trained version {version.pk}")
+    assert lines[-1] == job.message  # the log ends on the outcome, not on a step long done
+    assert f"Trained version {version.pk}" in _latest(client, job_id)
     job_log(job_id=job_id, line="A late line.", as_message=True)  # an ended job keeps its last word
     assert Job.objects.get(pk=job_id).message.startswith(f"Trained version {version.pk}")
+
+
+def test_a_pretrained_version_job_says_there_is_nothing_to_train(client, admin, criterion, stripes_library):
+    version = training_start(criterion=criterion, kind="pretrained", dispatch=False)
+    version_train(version_id=version.pk, embed="no")
+    job = Job.objects.get(pk=version.training_job_id)
+    lines = [line.split(" ", 1)[1] for line in job.log.splitlines()]
+    assert "Started: loading the pretrained backbone (nothing to train)." in lines
+    assert "preparing the training data" not in job.log
+    assert lines[-1].startswith(f"Prepared version {version.pk}") and lines[-1] == job.message
 
 
 def test_the_dashboard_has_no_inline_script_handler_or_style(client, admin, autoencoder, criterion):

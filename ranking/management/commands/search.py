@@ -16,12 +16,14 @@ class Command(BaseCommand):
     help = "Print the library images most similar to IMAGE (an image id or a file) under the active model."
 
     def add_arguments(self, parser):
-        parser.add_argument("image")
-        parser.add_argument("--k", type=int, default=10)
-        parser.add_argument("--criterion")
-        parser.add_argument("--collection", type=int)
-        parser.add_argument("--label")
-        parser.add_argument("--ef-search", type=int)
+        parser.add_argument("image", help="a library image id, or the path of an image file to search with")
+        parser.add_argument("--k", type=int, default=10, help="how many results (default 10)")
+        parser.add_argument("--criterion", help="the similarity criterion's name or id (default: the first)")
+        parser.add_argument("--collection", type=int, help="only images of this collection (its id)")
+        parser.add_argument("--label", help="only images with this label")
+        parser.add_argument("--ef-search", type=int,
+                            help="the HNSW index's search beam (default: RANKING_HNSW_EF_SEARCH); wider is slower "
+                                 "and closer to exact")
 
     def handle(self, *args, **options):
         try:
