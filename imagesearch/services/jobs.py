@@ -147,23 +147,40 @@ def _progress_add(job_id: int, done: int, *, result: dict | None = None) -> None
     Job.objects.filter(pk=job_id).update(**updates)
 
 
+JobEndHook = Callable[[int, str, str], None]
+_end_hooks: list[JobEndHook] = []
+
+
+def job_end_hook(hook: JobEndHook) -> JobEndHook:
+    """Register ``hook(job_id, status, reason)``, called when a job ends early (failed or cancelled),
+    in the transaction that closes it: what an app must undo with its job (ranking fails the version
+    a training job was training, and drops an embedding job's pending chunks). Apps register their
+    hooks in ``AppConfig.ready``, so the jobs module needs to know none of them."""
+    _end_hooks.append(hook)
+    return hook
+
+
 def job_finish(
     *, job_id: int, status: str = Job.Status.SUCCEEDED, message: str = "", error: str = "",
-    result: dict | None = None,
-) -> None:
-    """Close a job; a job already finished (cancelled, say) keeps its status.
+    result: dict | None = None, only_if: dict | None = None, now=None,
+) -> bool:
+    """Close a job (the one place where a job ends); returns whether this call closed it. A job
+    already finished (cancelled, say) keeps its status; ``only_if``: further field values the job
+    must still have (the orphan check: nothing moved since it looked).
 
     Parts still under way (``job_report_part``) will not commit: their items leave the count. The
-    closing message or error is also the log's last line, so the log does not end on a step long done."""
+    closing message or error is also the log's last line, so the log does not end on a step long done.
+    A failed or cancelled job runs the end-of-job hooks (``job_end_hook``)."""
+    now = now or timezone.now()
     with transaction.atomic():
-        job = (Job.objects.select_for_update().only("result", "status", "log").filter(pk=job_id)
+        job = (Job.objects.select_for_update().only("result", "status", "log").filter(pk=job_id, **(only_if or {}))
                .exclude(status__in=Job.FINISHED).first())
         if job is None:
-            return
-        updates = {"status": status, "message": message, "error": error, "finished_at": timezone.now()}
+            return False
+        updates = {"status": status, "message": message, "error": error, "finished_at": now}
         closing = error or message
         if closing:
-            updates["log"] = "\n".join((job.log.splitlines() + [f"{timezone.now():%H:%M:%S} {closing}"])[-LOG_LINES:])
+            updates["log"] = "\n".join((job.log.splitlines() + [f"{now:%H:%M:%S} {closing}"])[-LOG_LINES:])
         under_way = (job.result or {}).get(PARTS_UNDER_WAY) or {}
         if under_way:
             updates["progress_done"] = F("progress_done") - sum(under_way.values())
@@ -171,6 +188,10 @@ def job_finish(
         if result is not None:
             updates["result"] = result
         Job.objects.filter(pk=job_id).update(**updates)
+        if status in (Job.Status.FAILED, Job.Status.CANCELLED):
+            for hook in _end_hooks:
+                hook(job_id, status, error or message)
+    return True
 
 
 def job_fail(*, job_id: int, exc: BaseException) -> str:
@@ -184,7 +205,6 @@ def job_cancel(*, job_id: int, message: str = "Cancelled.") -> None:
     """Close the job as cancelled. Its tasks look at the job before (and, training, during) their work
     and stop; what they finished stays (embeddings done are kept, so a new refresh resumes)."""
     job_finish(job_id=job_id, status=Job.Status.CANCELLED, message=message)
-    _after_job_ended(job_id, "Cancelled.")
 
 
 WORKER_LOST = ("The worker {worker} that ran this job stopped answering, and the job made no progress for "
@@ -212,10 +232,8 @@ def jobs_fail_orphaned(*, online_workers: set[str], now=None) -> list[int]:
             continue
         error = WORKER_LOST.format(worker=job.worker, seconds=grace)
         # only if nothing moved since we looked (another worker may have picked it up)
-        if Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, worker=job.worker,
-                              updated_at=job.updated_at).update(status=Job.Status.FAILED, error=error,
-                                                                finished_at=now):
-            _after_job_ended(job.pk, error)
+        if job_finish(job_id=job.pk, status=Job.Status.FAILED, error=error, now=now,
+                      only_if={"status": Job.Status.RUNNING, "worker": job.worker, "updated_at": job.updated_at}):
             failed.append(job.pk)
     for worker in online_workers:
         cache.delete(_MISSING_KEY.format(worker=worker))
@@ -230,15 +248,6 @@ def _worker_missing_since(worker: str, now):
     key = _MISSING_KEY.format(worker=worker)
     cache.add(key, now, timeout=24 * 3600)
     return cache.get(key, now)
-
-
-def _after_job_ended(job_id: int, reason: str) -> None:
-    """What a job's owner must do when it ends early (a training version fails with it)."""
-    from ranking.models import EmbeddingChunk, ModelVersion
-
-    ModelVersion.objects.filter(training_job_id=job_id, status=ModelVersion.Status.TRAINING).update(
-        status=ModelVersion.Status.FAILED, error=reason)
-    EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).delete()
 
 
 def current_worker() -> str:

@@ -353,3 +353,9 @@ def embeddings_sweep_missing(*, batch_size: int = 512, max_images: int = 50_000)
     if queued:
         logger.info("queued embeddings for %d library images that lacked them", len(queued))
     return len(queued)
+
+
+def embedding_chunks_drop_pending(job_id: int, status: str, reason: str) -> None:
+    """End-of-job hook (``imagesearch.services.jobs.job_end_hook``): the chunks an embedding job had
+    not reached when it failed or was cancelled are dropped (their redelivered tasks then find nothing)."""
+    EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).delete()

@@ -228,3 +228,10 @@ def version_embeddings_drop(*, version_id: int, delete_weights: bool = False) ->
     extractor_drop_if_unused(extractor_id=version.feature_extractor_id)  # the cache goes with its last reader
     if delete_weights and version.weights_file:
         (settings.RANKING_MODELS_DIR / version.weights_file).unlink(missing_ok=True)
+
+
+def version_fail_with_its_job(job_id: int, status: str, reason: str) -> None:
+    """End-of-job hook (``imagesearch.services.jobs.job_end_hook``): a version still training when its
+    training job fails or is cancelled fails with it, for the same reason."""
+    ModelVersion.objects.filter(training_job_id=job_id, status=ModelVersion.Status.TRAINING).update(
+        status=ModelVersion.Status.FAILED, error=reason)
