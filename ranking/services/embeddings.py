@@ -55,9 +55,7 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
             for i in range(0, len(ids), size)
         )
         version.embedding_job = job
-        if version.status == ModelVersion.Status.TRAINING:
-            version.status = ModelVersion.Status.EMBEDDING
-        version.save(update_fields=["embedding_job", "status"])
+        version.save(update_fields=["embedding_job"])
         if ids and dispatch:
             from ranking.tasks import embed_chunk
 
@@ -206,11 +204,10 @@ def embeddings_finalize(*, version_id: int, job_id: int) -> None:
     index_build(version=version)
     similarity_reference_measure(version=version)
     missing = images_without_embedding(version=version).count()
-    with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().get(pk=version_id)
-        if version.status == ModelVersion.Status.EMBEDDING:
-            version.status = ModelVersion.Status.READY
-            version.save(update_fields=["status"])
+    from ranking.services.versions import version_status_change
+
+    status = ModelVersion.Status
+    version_status_change(to=status.READY, from_statuses=(status.EMBEDDING,), version_id=version_id)
     note = f" {missing:,} images could not be read; run the refresh again to retry them." if missing else ""
     job_finish(job_id=job_id, message=f"Embedded the library with version {version.pk}.{note}",
                result={"missing": missing})

@@ -22,6 +22,7 @@ from django.utils import timezone
 from imagesearch.models import Image, Job
 from imagesearch.services.jobs import job_create, job_fail, job_finish, job_log, job_start
 from ranking.models import ModelVersion, SimilarityCriterion
+from ranking.services.versions import version_status_change
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,9 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
             model, metrics = _train_autoencoder(version)
         else:
             model, metrics = _train_ranking(version)
-    except TrainingCancelled:
-        ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED, error="Cancelled.")
+    except TrainingCancelled:  # its job was cancelled, and the version failed with it (version_fail_with_its_job)
+        version_status_change(to=ModelVersion.Status.FAILED, from_statuses=(ModelVersion.Status.TRAINING,),
+                              version_id=version.pk, error="Cancelled.")
         return ModelVersion.objects.get(pk=version.pk)
     except Exception as exc:
         logger.exception("training version %s failed", version.pk)
@@ -198,7 +200,9 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
             job_finish(job_id=job_id, status=Job.Status.FAILED, error=error)
         else:
             error = job_fail(job_id=job_id, exc=exc)
-        ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED, error=error)
+        # the failed job has failed the version already; this covers a job closed before (its worker taken for dead)
+        version_status_change(to=ModelVersion.Status.FAILED, from_statuses=(ModelVersion.Status.TRAINING,),
+                              version_id=version.pk, error=error)
         return ModelVersion.objects.get(pk=version.pk)
 
     metrics["seconds"] = round(time.monotonic() - started, 1)
@@ -212,9 +216,10 @@ def version_train(*, version_id: int, embed: str = "dispatch") -> ModelVersion:
     with transaction.atomic():
         # Only a version still training moves on: one cancelled, failed (its worker was taken for
         # dead) or retired meanwhile stays so, and is not embedded.
-        moved = ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.TRAINING).update(
+        moved = version_status_change(
+            to=ModelVersion.Status.EMBEDDING, from_statuses=(ModelVersion.Status.TRAINING,), version_id=version.pk,
             weights_file=name, weights_sha256=sha, embedding_dim=model.embedding_dim, metrics=metrics,
-            trained_at=timezone.now(), status=ModelVersion.Status.EMBEDDING, feature_extractor=extractor,
+            trained_at=timezone.now(), feature_extractor=extractor,
         )
         if moved:
             job_finish(job_id=job_id, message=_training_summary(version, metrics), result=metrics)

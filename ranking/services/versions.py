@@ -1,4 +1,9 @@
-"""Activating, rolling back and retiring model versions."""
+"""A model version's life: every change of its status, activating, rolling back and retiring.
+
+A version is trained ("training"), embeds the library ("embedding"), is "ready" to serve, serves
+("active", one per criterion), or ends "failed" or "retired". ``version_status_change`` is the one
+place a status changes, and ``TRANSITIONS`` says which changes exist.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,36 @@ from ranking.models import Embedding, ModelVersion
 from ranking.selectors import images_without_embedding, previous_active_version
 
 logger = logging.getLogger(__name__)
+
+
+S = ModelVersion.Status
+TRANSITIONS: dict[str, set[str]] = {
+    S.TRAINING: {S.EMBEDDING, S.FAILED},  # trained; or its job failed or was cancelled
+    S.EMBEDDING: {S.READY, S.RETIRED},  # embedded and indexed; or retired meanwhile
+    S.READY: {S.ACTIVE, S.RETIRED},
+    S.ACTIVE: {S.READY},  # another version of its criterion was activated
+    S.FAILED: {S.RETIRED},
+    S.RETIRED: set(),
+}
+
+
+def version_status_change(
+    *, to: str, from_statuses: tuple[str, ...], version_id: int | None = None, criterion_id: int | None = None,
+    **fields,
+) -> int:
+    """Move the version (or every version of the criterion) that is in one of ``from_statuses`` to
+    ``to``, with ``fields`` written alongside; returns how many moved. A version in another status
+    stays as it is (it was cancelled, failed or retired meanwhile): the caller decides what that means.
+    Raises ValueError for a change ``TRANSITIONS`` does not allow (a bug, not bad input)."""
+    for status in from_statuses:
+        if to not in TRANSITIONS[status]:
+            raise ValueError(f"a model version does not go from '{status}' to '{to}'")
+    versions = ModelVersion.objects.filter(status__in=from_statuses)
+    if version_id is not None:
+        versions = versions.filter(pk=version_id)
+    if criterion_id is not None:
+        versions = versions.filter(criterion_id=criterion_id)
+    return versions.update(status=to, **fields)
 
 
 class ActivationRefused(Exception):
@@ -44,12 +79,10 @@ def version_activate(*, version_id: int) -> ModelVersion:
             )
         if not version.index_name:
             raise ActivationRefused(f"Version {version.pk} has no search index yet.")
-        ModelVersion.objects.filter(criterion_id=version.criterion_id, status=ModelVersion.Status.ACTIVE).update(
-            status=ModelVersion.Status.READY
-        )
-        version.status = ModelVersion.Status.ACTIVE
-        version.activated_at = timezone.now()
-        version.save(update_fields=["status", "activated_at"])
+        version_status_change(to=S.READY, from_statuses=(S.ACTIVE,), criterion_id=version.criterion_id)
+        version_status_change(to=S.ACTIVE, from_statuses=(S.READY,), version_id=version.pk,
+                              activated_at=timezone.now())
+        version.refresh_from_db()
     logger.info("activated %s", version)
     return version
 
@@ -198,8 +231,7 @@ def version_retire(*, version_id: int, delete_weights: bool = False, dispatch: b
             raise ActivationRefused(f"Version {version.pk} is active; activate another version before retiring it.")
         if version.status == ModelVersion.Status.TRAINING:
             raise ActivationRefused(f"Version {version.pk} is training; cancel its job instead.")
-        version.status = ModelVersion.Status.RETIRED
-        version.save(update_fields=["status"])
+        version_status_change(to=S.RETIRED, from_statuses=(S.EMBEDDING, S.READY, S.FAILED), version_id=version.pk)
         if version.embedding_job_id:  # a refresh under way stops embedding for nothing
             from imagesearch.services.jobs import job_cancel
 
@@ -233,5 +265,5 @@ def version_embeddings_drop(*, version_id: int, delete_weights: bool = False) ->
 def version_fail_with_its_job(job_id: int, status: str, reason: str) -> None:
     """End-of-job hook (``imagesearch.services.jobs.job_end_hook``): a version still training when its
     training job fails or is cancelled fails with it, for the same reason."""
-    ModelVersion.objects.filter(training_job_id=job_id, status=ModelVersion.Status.TRAINING).update(
-        status=ModelVersion.Status.FAILED, error=reason)
+    for version_id in ModelVersion.objects.filter(training_job_id=job_id).values_list("pk", flat=True):
+        version_status_change(to=S.FAILED, from_statuses=(S.TRAINING,), version_id=version_id, error=reason)

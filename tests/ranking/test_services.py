@@ -381,3 +381,15 @@ def test_fine_tuning_trains_the_head_then_the_last_stage_and_embeds_without_the_
     first = {k for k in fresh.state_dict() if k.startswith("deep.net._conv_stem") and k.endswith("weight")}
     changed = lambda keys: any(not torch.equal(tuned.state_dict()[k], fresh.state_dict()[k]) for k in keys)  # noqa: E731
     assert changed(last) and not changed(first)  # the last stage learnt, the first stayed ImageNet's
+
+
+def test_a_version_changes_status_only_along_the_allowed_transitions(autoencoder):
+    from ranking.services.versions import version_status_change
+
+    with pytest.raises(ValueError, match="does not go from 'active' to 'training'"):
+        version_status_change(to=ModelVersion.Status.TRAINING, from_statuses=(ModelVersion.Status.ACTIVE,),
+                              version_id=autoencoder.pk)
+    # a version no longer in the expected status is left alone, and the caller is told
+    assert version_status_change(to=ModelVersion.Status.EMBEDDING, from_statuses=(ModelVersion.Status.TRAINING,),
+                                 version_id=autoencoder.pk) == 0
+    assert ModelVersion.objects.get(pk=autoencoder.pk).status == ModelVersion.Status.ACTIVE
