@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> dict:
     from labeling.services.triplets import CandidatePolicy, triplet_candidates, triplets_generate
     from ranking.management.commands.train import parse_settings
     from ranking.models import ModelVersion
-    from ranking.selectors import active_version, image_search
+    from ranking.selectors import active_version, nearest_images
     from ranking.services.criteria import criterion_default
     from ranking.services.training import training_start, version_train
 
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> dict:
     served = active_version(criterion=criterion)
     sample = sorted(random.Random(args.seed).sample(held_out, min(200, len(held_out))))
     hnsw_p10 = float(np.mean([
-        np.mean([h.image.label == label_of[q] for h in image_search(version=served, image_id=q, k=10)])
+        np.mean([h.image.label == label_of[q] for h in nearest_images(version=served, image_id=q, k=10)])
         for q in sample]))
     exact_p10 = precision_at_k(_stored_vectors(served, ids), labels, np.array([index[q] for q in sample]), 10)
     bare_rate = phases.run("bare backbone inference rate", _bare_rate, args)

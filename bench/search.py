@@ -17,7 +17,7 @@ In a scratch database it:
    recording build time and index size;
 3. computes the exact top 10 of every query with numpy (brute force), and
    measures, for each ``hnsw.ef_search`` in --ef, recall@10 against it and the
-   p50/p95 latency of ``ranking.selectors.image_search`` (the selector the page
+   p50/p95 latency of ``ranking.selectors.nearest_images`` (the selector the page
    and the API call: SQL through Django plus loading the 10 Image rows);
 4. beside it, on the same vectors: FAISS ``IndexHNSWFlat`` (same M and
    efConstruction, inner product on unit vectors, one thread per query, as
@@ -175,16 +175,16 @@ def default_model_version(criterion, models_dir: Path, dim: int):
 
 
 def measure_pgvector(version, queries: np.ndarray, exact_ids: np.ndarray, ef_values: list[int]) -> list[dict]:
-    from ranking.selectors import image_search
+    from ranking.selectors import nearest_images
 
     for q in queries:  # warm the index and table pages into memory
-        image_search(version=version, vector=q, k=10, ef_search=max(ef_values))
+        nearest_images(version=version, vector=q, k=10, ef_search=max(ef_values))
     out = []
     for ef in ef_values:
         found, seconds = [], []
         for q in queries:
             start = time.perf_counter()
-            hits = image_search(version=version, vector=q, k=10, ef_search=ef)
+            hits = nearest_images(version=version, vector=q, k=10, ef_search=ef)
             seconds.append(time.perf_counter() - start)
             found.append([h.image.pk for h in hits])
         out.append({"ef_search": ef, "recall_at_10": round(recall(found, exact_ids), 4), **percentiles(seconds)})

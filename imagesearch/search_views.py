@@ -23,7 +23,7 @@ from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image
 from imagesearch.params import InvalidParameter, int_param, text_param
 from imagesearch.services.ingest import collection_get_or_create
-from imagesearch.services.search import (
+from imagesearch.services.query_uploads import (
     QueryNotFound,
     SearchQuery,
     search_query_add_to_library,
@@ -65,7 +65,7 @@ def search(request: HttpRequest) -> HttpResponse:
     if context["selected"]["compare"]:
         version_ids.append(context["selected"]["compare"])
     try:
-        columns = [selectors.search_results(query=query, criterion=criterion, version_id=version_id,
+        columns = [selectors.search_answer(query=query, criterion=criterion, version_id=version_id,
                                             k=settings.SEARCH_RESULTS_PER_PAGE, offset=offset, **filters)
                    for version_id in version_ids]
     except selectors.SearchRefused as exc:

@@ -13,7 +13,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 
 from imagesearch.models import Collection, Document, Image, Job
-from imagesearch.services.search import SearchQuery
+from imagesearch.services.query_uploads import SearchQuery
 from ranking.models import ModelVersion, SimilarityCriterion
 from ranking.selectors import (
     MAX_SEARCH_RESULTS,
@@ -21,7 +21,7 @@ from ranking.selectors import (
     SearchHit,
     active_version,
     embed_file,
-    image_search,
+    nearest_images,
 )
 from ranking.services.criteria import criterion_resolve
 
@@ -215,7 +215,7 @@ def _upload_vector(version: ModelVersion, query: SearchQuery) -> np.ndarray:
     return vector
 
 
-def search_results(
+def search_answer(
     *,
     query: SearchQuery,
     criterion: SimilarityCriterion | int | str | None = None,
@@ -225,8 +225,12 @@ def search_results(
     collection_id: int | None = None,
     document_id: int | None = None,
     label: str | None = None,
+    ef_search: int | None = None,
 ) -> SearchResults:
-    """One page of the library images most similar to the query, for the pages and the API."""
+    """Where a search is answered: one page of the library images most similar to the query, for the
+    search page, the API and ``manage.py search`` alike. The version is the criterion's active one
+    unless ``version_id`` names another that can serve (``search_version``); an uploaded query is
+    embedded once per version (``_upload_vector``); ``ranking.selectors.nearest_images`` asks the index."""
     try:
         criterion = criterion_resolve(criterion)
     except SimilarityCriterion.DoesNotExist:
@@ -234,7 +238,8 @@ def search_results(
     version = search_version(criterion=criterion, version_id=version_id)
     vector = _upload_vector(version, query) if query.image_id is None else None
     # one more than asked tells whether there is a next page
-    hits = image_search(version=version, image_id=query.image_id, vector=vector, k=k + 1, offset=offset,
-                        collection_id=collection_id, document_id=document_id, label=label or None)
+    hits = nearest_images(version=version, image_id=query.image_id, vector=vector, k=k + 1, offset=offset,
+                          collection_id=collection_id, document_id=document_id, label=label or None,
+                          ef_search=ef_search)
     return SearchResults(criterion=criterion, version=version, hits=hits[:k], offset=offset,
                          has_more=len(hits) > k and offset + k < MAX_SEARCH_RESULTS)

@@ -176,7 +176,7 @@ def embed_file(*, version: ModelVersion, path: str | Path | BinaryIO) -> np.ndar
     return embed_images(model, image, resolve_device(settings.RANKING_DEVICE))[0].numpy()
 
 
-def image_search(
+def nearest_images(
     *,
     criterion: SimilarityCriterion | int | str | None = None,
     image_id: int | None = None,

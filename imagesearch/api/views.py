@@ -38,7 +38,7 @@ from imagesearch.services.documents import document_upload
 from imagesearch.services.ingest import collection_get_or_create, image_upload
 from imagesearch.services.jobs import job_cancel
 from imagesearch.services.library import image_delete
-from imagesearch.services.search import (
+from imagesearch.services.query_uploads import (
     QUERY_TOO_LARGE,
     QueryNotFound,
     SearchQuery,
@@ -149,7 +149,7 @@ class SearchApi(AnalystApi):
                     raise PermissionDenied("You may not add images to the library.")
                 collection = collection_get_or_create(name=data["add_to_collection"])
                 query = search_query_add_to_library(query=query, collection=collection)
-            results = selectors.search_results(
+            results = selectors.search_answer(
                 query=query, criterion=data.get("criterion"), version_id=data.get("version"), k=data["k"],
                 offset=data["offset"], collection_id=data.get("collection"), document_id=data.get("document"),
                 label=data.get("label"))

@@ -47,7 +47,7 @@ def triplet_candidates(
     ``CandidatePolicy``); images in ``exclude_ids`` are never candidates.
     Nothing is stored: ``triplets_generate`` does that.
     """
-    from ranking.selectors import image_search
+    from ranking.selectors import nearest_images
 
     rng = random.Random(seed)
     library: list[int] = []  # for far candidates; read once, when the first one is drawn
@@ -59,7 +59,7 @@ def triplet_candidates(
             k = policy.mid_ranks[1] * (2 if exclude_ids else 1)
             # Ranks are the point here, so search wide: with a narrow beam the approximate
             # lists (and so the triplets) also vary with each index build's random levels.
-            hits = image_search(version=version, image_id=query_id, k=k, ef_search=4 * k,
+            hits = nearest_images(version=version, image_id=query_id, k=k, ef_search=4 * k,
                                 collection_id=collection_id)
             neighbours[query_id] = [h.image.pk for h in hits if h.image.pk not in exclude_ids][: policy.mid_ranks[1]]
         ranked = neighbours[query_id]
@@ -101,7 +101,7 @@ def triplet_candidates_active(
     plain neighbourhood policy instead, so that the model's blind spots (pairs it is
     sure about, wrongly) still get asked. ``origin["score"]`` holds the score.
     """
-    from ranking.selectors import embedding_vectors, image_search
+    from ranking.selectors import embedding_vectors, nearest_images
 
     rng = random.Random(seed)
     queries = list(dict.fromkeys(query_ids))
@@ -111,7 +111,7 @@ def triplet_candidates_active(
     k = policy.mid_ranks[1]
     pools: dict[int, list[int]] = {}
     for query_id in queries:
-        hits = image_search(version=version, image_id=query_id, k=k * (2 if exclude_ids else 1), ef_search=4 * k,
+        hits = nearest_images(version=version, image_id=query_id, k=k * (2 if exclude_ids else 1), ef_search=4 * k,
                             collection_id=collection_id)
         near = [h.image.pk for h in hits if h.image.pk not in exclude_ids][:k]
         far = [i for i in rng.sample(library, min(far_per_query, len(library))) if i != query_id and i not in near]

@@ -13,7 +13,7 @@ from labeling.services.triplets import (
     triplet_get_or_create,
     triplets_generate,
 )
-from ranking.selectors import image_search
+from ranking.selectors import nearest_images
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def test_judgments_reject_unknown_answers(criterion, stripes_library):
 
 def test_candidates_come_from_the_querys_neighbourhood_at_different_ranks(autoencoder, criterion, stripes_library):
     query = stripes_library["v"][0]
-    ranked = [hit.image.pk for hit in image_search(version=autoencoder, image_id=query, k=15)]
+    ranked = [hit.image.pk for hit in nearest_images(version=autoencoder, image_id=query, k=15)]
     policy = CandidatePolicy(near_ranks=(1, 3), mid_ranks=(6, 15), far_share=0.0)
     chosen = triplet_candidates(version=autoencoder, query_ids=[query] * 20, policy=policy, seed=1)
     assert len(chosen) == 20

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+
+from imagesearch.models import Image
 
 from ranking.models import ModelVersion
 from tests import images
@@ -48,6 +51,13 @@ def test_train_refresh_activate_and_search_from_the_command_line(stripes_library
     call_command("search", str(upload), "--k", "2", "--label", "h")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and all("[h]" in line for line in lines[2:])
+
+    with pytest.raises(CommandError, match="No library image 999999"):
+        call_command("search", "999999")
+    copy = tmp_path / "copy.png"  # a file with the bytes of a library image searches with that image
+    copy.write_bytes((settings.MEDIA_ROOT / Image.objects.get(pk=query).file.name).read_bytes())
+    call_command("search", str(copy), "--k", "3")
+    assert f"#{query} " not in capsys.readouterr().out  # never returned as its own neighbour
 
     call_command("refresh_embeddings", str(second.pk), "--inline")
     assert "Embedding 0 images" in capsys.readouterr().out

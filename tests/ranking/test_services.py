@@ -11,7 +11,7 @@ from labeling.models import Triplet, TripletJudgment
 from labeling.services.judgments import judgment_record
 from labeling.services.triplets import triplet_get_or_create
 from ranking.models import Embedding, EmbeddingChunk, ImageFeature, ModelVersion
-from ranking.selectors import active_version, embed_file, embedding_vectors, image_search
+from ranking.selectors import active_version, embed_file, embedding_vectors, nearest_images
 from ranking.services.embeddings import (
     embed_and_store,
     embedding_chunk_process,
@@ -46,7 +46,7 @@ def test_autoencoder_trains_embeds_every_image_indexes_and_becomes_active(autoen
 
 def test_search_returns_the_exact_nearest_images_never_the_query(autoencoder, stripes_library):
     query = stripes_library["v"][0]
-    hits = image_search(image_id=query, k=5)
+    hits = nearest_images(image_id=query, k=5)
     vectors = embedding_vectors(version=autoencoder, image_ids=list(Image.objects.values_list("pk", flat=True)))
     q = vectors[query]
     exact = sorted((1 - float(np.dot(q, v)) / float(np.linalg.norm(q) * np.linalg.norm(v)), i)
@@ -69,7 +69,7 @@ def test_search_goes_through_the_versions_hnsw_index(autoencoder):
 
 def test_filtered_search_still_returns_k_matching_images(autoencoder, stripes_library):
     north = Image.objects.filter(collection__name="North").first().collection_id
-    hits = image_search(image_id=stripes_library["v"][0], k=6, label="h", collection_id=north, ef_search=1)
+    hits = nearest_images(image_id=stripes_library["v"][0], k=6, label="h", collection_id=north, ef_search=1)
     assert len(hits) == 4  # every "h" image in North: 4 of the 16
     assert all(h.image.label == "h" and h.image.collection_id == north for h in hits)
 
@@ -77,7 +77,7 @@ def test_filtered_search_still_returns_k_matching_images(autoencoder, stripes_li
 def test_search_by_an_uploaded_file_that_is_not_in_the_library(autoencoder, tmp_path):
     path = tmp_path / "upload.png"
     path.write_bytes(images.stripes(True, seed=999))
-    hits = image_search(vector=embed_file(version=autoencoder, path=path), k=3)
+    hits = nearest_images(vector=embed_file(version=autoencoder, path=path), k=3)
     assert len(hits) == 3
 
 
@@ -151,7 +151,7 @@ def test_retiring_drops_embeddings_and_index_but_never_the_active_version(autoen
 def test_images_imported_later_are_embedded_with_the_versions_in_use(autoencoder):
     image = make_image(data=images.stripes(True, seed=500), name="late.png")
     assert embeddings_add_new_images(image_ids=[image.pk]) == 1
-    assert image_search(image_id=image.pk, k=3)
+    assert nearest_images(image_id=image.pk, k=3)
 
 
 def _judge_by_label(criterion, library, n, user=None):
@@ -259,7 +259,7 @@ def test_pretrained_features_need_no_training_and_serve_searches_from_the_first_
     assert "efficientnet-lite0" in version.metrics["weights_init"]
     assert Job.objects.get(pk=version.training_job_id).message.startswith(f"Prepared version {version.pk}")
     query = stripes_library["v"][0]
-    hits = image_search(image_id=query, k=5)
+    hits = nearest_images(image_id=query, k=5)
     assert len(hits) == 5 and all(-1.0 <= h.score <= 1.0 for h in hits)
 
 
@@ -272,7 +272,7 @@ def test_search_outside_a_transaction_sets_the_session_once_and_still_filters(tr
     query = stripes_library["v"][0]
     for k, settings_queries in ((6, 1), (6, 0), (5, 1)):  # the same ef again sets nothing
         with CaptureQueriesContext(connection) as queries:
-            hits = image_search(image_id=query, k=k, label="h", collection_id=north, ef_search=1)
+            hits = nearest_images(image_id=query, k=k, label="h", collection_id=north, ef_search=1)
         assert sum("set_config" in q["sql"] for q in queries.captured_queries) == settings_queries
         assert len(hits) == 4 and all(h.image.label == "h" for h in hits)
         with connection.cursor() as cursor:

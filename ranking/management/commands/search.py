@@ -1,4 +1,4 @@
-"""python manage.py search IMAGE [--k 10] [--criterion NAME] [--collection ID] [--label L]
+"""python manage.py search IMAGE [--k 10] [--criterion NAME] [--collection ID] [--label L] [--ef-search N]
 
 IMAGE is a library image id or the path of an image file.
 """
@@ -9,7 +9,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ranking.selectors import NoActiveVersion, active_version, embed_file, image_search
+from imagesearch.imaging import ImageRejected
+from imagesearch.models import Image
+from imagesearch.selectors import SearchRefused, search_answer
+from imagesearch.services.query_uploads import SearchQuery, search_query_upload
 
 
 class Command(BaseCommand):
@@ -26,20 +29,23 @@ class Command(BaseCommand):
                                  "and closer to exact")
 
     def handle(self, *args, **options):
-        try:
-            version = active_version(criterion=options["criterion"])
-        except NoActiveVersion as exc:
-            raise CommandError(str(exc))
         query = options["image"]
-        kwargs = dict(version=version, k=options["k"], collection_id=options["collection"],
-                      label=options["label"], ef_search=options["ef_search"])
-        if query.isdigit() and not Path(query).exists():
-            hits = image_search(image_id=int(query), **kwargs)
-        else:
-            try:
-                hits = image_search(vector=embed_file(version=version, path=query), **kwargs)
-            except OSError as exc:
-                raise CommandError(f"cannot read {query}: {exc}")
+        try:
+            if query.isdigit() and not Path(query).exists():
+                if not Image.objects.filter(pk=int(query)).exists():
+                    raise CommandError(f"No library image {query}.")
+                search_query = SearchQuery(image_id=int(query))
+            else:
+                path = Path(query)
+                search_query = search_query_upload(data=path.read_bytes(), name=path.name, thumbnail=False)
+            results = search_answer(query=search_query, criterion=options["criterion"], k=options["k"],
+                                    collection_id=options["collection"], label=options["label"],
+                                    ef_search=options["ef_search"])
+        except OSError as exc:
+            raise CommandError(f"cannot read {query}: {exc}")
+        except (ImageRejected, SearchRefused) as exc:
+            raise CommandError(str(exc))
+        version, hits = results.version, results.hits
         self.stdout.write(f"Version {version.pk} ({version.get_kind_display()}), {len(hits)} results. "
                           "closeness: how rare a pair this similar is among the library's; cosine: 1 = same direction.")
         self.stdout.write(f"{'rank':>4}  {'closeness':<12} {'cosine':>6}  image")
