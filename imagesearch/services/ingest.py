@@ -33,6 +33,7 @@ from imagesearch.models import Collection, Document, Image, IngestChunk, Job
 from imagesearch.services.jobs import (
     job_advance, job_create, job_finish, job_part_reporter, job_record_issues, job_start,
 )
+from imagesearch.signals import images_added, import_finished
 from imagesearch.sources import (
     HEAD_BYTES, TOO_LARGE, SourceError, SourceItem, SourceRejected, iter_source_items, name_as_text, read_source,
 )
@@ -408,7 +409,7 @@ def image_ingest_bytes(
     try:
         with transaction.atomic():
             outcome = _insert(prepared, collection_id=collection.pk, job_id=None)
-            _embed_when_committed(outcome.image_ids)
+            images_added.send(sender=Image, image_ids=outcome.image_ids)
     except BaseException:
         _remove_unreferenced(prepared.created_files)
         raise
@@ -467,19 +468,6 @@ def _upload_job(files: list[UploadedFile], *, collection: Collection, label: str
             job.params = {**job.params, "label": label}
             Job.objects.filter(pk=job.pk).update(params=job.params)
     return job
-
-
-def _train_first_models() -> None:
-    from ranking.services.training import first_models_start
-
-    first_models_start()
-
-
-def _embed_when_committed(image_ids: list[int]) -> None:
-    """New images are embedded with the models in use once their rows are committed."""
-    from ranking.services.embeddings import embeddings_schedule_new_images
-
-    embeddings_schedule_new_images(image_ids=image_ids)
 
 
 # --- import jobs --------------------------------------------------------------
@@ -663,7 +651,8 @@ def _commit_chunk(
         outcomes.extend(_insert_all(prepared_items, collection_id=collection_id, job_id=job.pk))
         failures = [(o.source, o.message) for o in outcomes if o.status == FAILED]
         warnings = [(f"{o.source} ({w.split(':', 1)[0]})", w) for o in outcomes for w in o.warnings]
-        _embed_when_committed([i for o in outcomes if o.status == IMPORTED for i in o.image_ids])
+        added = [i for o in outcomes if o.status == IMPORTED for i in o.image_ids]
+        images_added.send(sender=Image, image_ids=added)
         chunk.imported = sum(len(o.image_ids) for o in outcomes if o.status == IMPORTED)
         chunk.documents = sum(1 for o in outcomes if o.status == IMPORTED and o.document_id)
         chunk.duplicates = sum(1 for o in outcomes if o.status == DUPLICATE)
@@ -680,8 +669,7 @@ def _commit_chunk(
             job_finish(job_id=job.pk, message=_summary(result), result=result)
             params = dict(job.params)
             transaction.on_commit(lambda: _remove_upload_dir(params))
-            if result["imported"]:
-                _train_first_models()
+            import_finished.send(sender=Job, job_id=job.pk, imported=result["imported"])
     return True
 
 
