@@ -24,17 +24,14 @@ def workers_status(timeout: float = 1.0) -> list[dict] | None:
     from imagesearch.celery import app
 
     try:
-        inspect = app.control.inspect(timeout=timeout)
-        queues = inspect.active_queues() or {}
-        gpus = app.control.broadcast("gpu", reply=True, timeout=timeout) or []
-        active = inspect.active() or {}
+        replies = app.control.broadcast("worker_status", reply=True, timeout=timeout) or []
     except Exception:  # noqa: BLE001 - broker unreachable
         return None
-    gpu_by_host = {host: (answer or {}).get("gpu", "") for reply in gpus for host, answer in reply.items()}
+    answers = {host: answer or {} for reply in replies for host, answer in reply.items()}
     return [
-        {"hostname": host, "queues": sorted(q["name"] for q in host_queues), "gpu": gpu_by_host.get(host, ""),
-         "active_tasks": len(active.get(host) or [])}
-        for host, host_queues in sorted(queues.items())
+        {"hostname": host, "queues": answer.get("queues", []), "gpu": answer.get("gpu", ""),
+         "active_tasks": answer.get("active_tasks", 0)}
+        for host, answer in sorted(answers.items())
     ]
 
 
