@@ -201,11 +201,8 @@ class SearchFeedbackApi(AnalystApi):
         except SimilarityCriterion.DoesNotExist:
             raise ValidationError({"criterion": "No such criterion."}) from None
         relevant = {"relevant": True, "not_relevant": False, "none": None}[data["mark"]]
-        try:
-            outcome = search_feedback_mark(user=request.user, criterion=criterion, query_id=data["query"],
-                                           result_id=data["result"], relevant=relevant)
-        except ValueError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+        outcome = search_feedback_mark(user=request.user, criterion=criterion, query_id=data["query"],
+                                       result_id=data["result"], relevant=relevant)
         return Response(SearchFeedbackOutputSerializer(outcome).data)
 
 

@@ -14,7 +14,7 @@ from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -90,11 +90,8 @@ class JudgmentSubmitApi(LabelerApi):
     def post(self, request):
         data = _valid(s.JudgmentInputSerializer, request.data)
         self.check_triplet_criterion(data["triplet"])
-        try:
-            judgment = judgments.judgment_submit(user=request.user, triplet_id=data["triplet"], answer=data["answer"],
-                                                 seconds=data.get("seconds"))
-        except ValueError as exc:
-            raise ValidationError({"triplet": [str(exc)]}) from None
+        judgment = judgments.judgment_submit(user=request.user, triplet_id=data["triplet"], answer=data["answer"],
+                                             seconds=data.get("seconds"))
         return Response(s.JudgmentOutputSerializer(judgment).data, status=status.HTTP_201_CREATED)
 
 
@@ -105,10 +102,7 @@ class SkipApi(LabelerApi):
     def post(self, request):
         data = _valid(s.TripletRefInputSerializer, request.data)
         self.check_triplet_criterion(data["triplet"])
-        try:
-            judgments.assignment_skip(user=request.user, triplet_id=data["triplet"])
-        except ValueError as exc:
-            raise ValidationError({"triplet": [str(exc)]}) from None
+        judgments.assignment_skip(user=request.user, triplet_id=data["triplet"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -118,10 +112,7 @@ class UndoApi(LabelerApi):
     @extend_schema(request=s.CriterionInputSerializer, responses=s.TripletOutputSerializer)
     def post(self, request):
         data = _valid(s.CriterionInputSerializer, request.data)
-        try:
-            triplet = judgments.judgment_undo(user=request.user, criterion=self.criterion(data.get("criterion")))
-        except ValueError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+        triplet = judgments.judgment_undo(user=request.user, criterion=self.criterion(data.get("criterion")))
         return Response(s.triplet_output(triplet))
 
 
@@ -152,10 +143,7 @@ class GoldApi(LabelingAdminApi):
     def post(self, request):
         data = _valid(s.GoldInputSerializer, request.data)
         triplet = get_object_or_404(Triplet, pk=data["triplet"])
-        try:
-            triplet = quality.gold_make(triplet=triplet, answer=data.get("answer"))
-        except ValueError as exc:
-            raise ValidationError({"answer": [str(exc)]}) from None
+        triplet = quality.gold_make(triplet=triplet, answer=data.get("answer"))
         return Response(s.GoldOutputSerializer(triplet).data)
 
 
@@ -186,10 +174,7 @@ class JudgmentImportApi(LabelingAdminApi):
     def post(self, request):
         data = _valid(s.ImportInputSerializer, request.data)
         upload = data["file"]
-        try:
-            fmt = transfer.fmt_from_name(upload.name)
-        except ValueError as exc:
-            raise ValidationError({"file": [str(exc)]}) from None
+        fmt = transfer.fmt_from_name(upload.name)
         text = io.TextIOWrapper(upload.file, encoding="utf-8", newline="")
         report = transfer.judgments_import(criterion=self.criterion(data.get("criterion")), file=text, fmt=fmt)
         return Response(s.ImportOutputSerializer({

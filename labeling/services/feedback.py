@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.db.models import Q
 
+from imagesearch.errors import AppError
 from imagesearch.models import Image
 from labeling.models import SearchFeedback, Triplet, TripletJudgment
 from labeling.services.judgments import judgment_record, triplet_update_complete
@@ -42,10 +43,10 @@ def search_feedback_mark(*, user, criterion: SimilarityCriterion, query_id: int,
     query per mark of the other kind, however many marks the query has.
     """
     if result_id == query_id:
-        raise ValueError(SELF_MARK)
+        raise AppError(SELF_MARK)
     for image_id in (query_id, result_id):
         if not Image.objects.filter(pk=image_id).exists():
-            raise ValueError(UNKNOWN_IMAGE.format(image_id=image_id))
+            raise AppError(UNKNOWN_IMAGE.format(image_id=image_id))
     with transaction.atomic():
         with connection.cursor() as cursor:  # one change per (analyst, query) at a time
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",

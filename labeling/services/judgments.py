@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
+from imagesearch.errors import AppError
 from labeling.models import Triplet, TripletAssignment, TripletJudgment
 from ranking.models import SimilarityCriterion
 
@@ -34,7 +35,7 @@ def judgment_record(
 ) -> TripletJudgment:
     """Store one answer to "which of A and B is more similar to the query?"."""
     if answer not in TripletJudgment.Answer.values:
-        raise ValueError(INVALID_ANSWER)
+        raise AppError(INVALID_ANSWER, field="triplet")
     judgment = TripletJudgment(triplet=triplet, answer=answer, user=user, source=source, seconds=seconds,
                                import_key=import_key)
     judgment.full_clean(validate_constraints=False)  # the database checks uniqueness, race-free
@@ -42,7 +43,7 @@ def judgment_record(
         with transaction.atomic():
             judgment.save()
     except IntegrityError:
-        raise ValueError(ALREADY_ANSWERED) from None
+        raise AppError(ALREADY_ANSWERED, field="triplet") from None
     from ranking.tasks import retrain_if_due_soon
 
     retrain_if_due_soon(criterion_id=triplet.criterion_id)  # the automatic loop, if it is on
@@ -138,12 +139,12 @@ def judgment_submit(*, user, triplet_id: int, answer: str, seconds: float | None
     """Record a labeler's answer to a triplet they were given; an answer that splits the labelers
     asks one more labeler (up to ``LABELING_MAX_JUDGMENTS_PER_TRIPLET``), first in the queue."""
     if answer not in TripletJudgment.Answer.values:
-        raise ValueError(INVALID_ANSWER)
+        raise AppError(INVALID_ANSWER, field="triplet")
     with transaction.atomic():
         assignment = (TripletAssignment.objects.select_for_update().select_related("triplet")
                       .filter(user=user, triplet_id=triplet_id, status=TripletAssignment.Status.OPEN).first())
         if assignment is None:
-            raise ValueError(NOT_ASSIGNED)
+            raise AppError(NOT_ASSIGNED, field="triplet")
         Triplet.objects.select_for_update().filter(pk=triplet_id).first()  # serialise the triplet's bookkeeping
         judgment = judgment_record(triplet=assignment.triplet, answer=answer, user=user, seconds=seconds)
         assignment.status = TripletAssignment.Status.ANSWERED
@@ -177,7 +178,7 @@ def assignment_skip(*, user, triplet_id: int) -> None:
         user=user, triplet_id=triplet_id, status=TripletAssignment.Status.OPEN
     ).update(status=TripletAssignment.Status.SKIPPED)
     if not updated:
-        raise ValueError(NOT_ASSIGNED)
+        raise AppError(NOT_ASSIGNED, field="triplet")
 
 
 def judgment_undo(*, user, criterion: SimilarityCriterion) -> Triplet:
@@ -188,7 +189,7 @@ def judgment_undo(*, user, criterion: SimilarityCriterion) -> Triplet:
                             created_at__gte=timezone.now() - UNDO_WINDOW)
                     .order_by("-created_at", "-id").first())
         if judgment is None:
-            raise ValueError(NOTHING_TO_UNDO)
+            raise AppError(NOTHING_TO_UNDO)
         Triplet.objects.select_for_update().filter(pk=judgment.triplet_id).first()
         triplet = judgment.triplet
         judgment.delete()

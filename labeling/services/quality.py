@@ -6,6 +6,7 @@ from collections import Counter
 
 from django.utils import timezone
 
+from imagesearch.errors import AppError
 from labeling.models import Triplet, TripletJudgment
 
 NO_MAJORITY = "This triplet has no majority answer to make gold; give the answer."
@@ -18,10 +19,10 @@ def gold_make(*, triplet: Triplet, answer: str | None = None) -> Triplet:
         votes = Counter(triplet.judgments.exclude(answer=TripletJudgment.Answer.UNSURE)
                         .values_list("answer", flat=True)).most_common()
         if not votes or (len(votes) > 1 and votes[0][1] == votes[1][1]):
-            raise ValueError(NO_MAJORITY)
+            raise AppError(NO_MAJORITY, field="answer")
         answer = votes[0][0]
     if answer not in ("a", "b"):
-        raise ValueError(INVALID_GOLD_ANSWER)
+        raise AppError(INVALID_GOLD_ANSWER, field="answer")
     triplet.gold_answer = answer
     triplet.gold_made_at = timezone.now()
     triplet.save(update_fields=["gold_answer", "gold_made_at"])

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from imagesearch.errors import AppError
 from imagesearch.models import Image
 from labeling.models import Triplet, TripletJudgment
 from labeling.services.judgments import INVALID_ANSWER, judgment_record
@@ -73,7 +74,7 @@ def fmt_from_name(name: str) -> str:
     """The format of a file, from its extension: "jsonl" or "csv"."""
     fmt = EXTENSIONS.get(PurePath(name).suffix.lower())
     if fmt is None:
-        raise ValueError(UNKNOWN_EXTENSION.format(name=name))
+        raise AppError(UNKNOWN_EXTENSION.format(name=name), field="file")
     return fmt
 
 

@@ -56,6 +56,26 @@ def test_next_answer_skip_undo_and_stats(labeler, criterion):
     assert api.get("/api/labeling/stats/").json()["total"] == 1
 
 
+def test_a_refusal_is_a_400_with_its_reason_and_a_bug_is_a_logged_500(labeler, criterion, monkeypatch, caplog):
+    from labeling.services import judgments
+
+    api, user = labeler
+    given = api.post("/api/labeling/next/", {"criterion": criterion.pk, "count": 1}, format="json")
+    triplet = given.json()["triplets"][0]
+    undo = api.post("/api/labeling/undo/", {"criterion": criterion.pk}, format="json")
+    assert undo.status_code == 400 and undo.json() == {"detail": judgments.NOTHING_TO_UNDO}
+
+    def broken(**kwargs):
+        raise ValueError("a bug, not the labeler's mistake")
+
+    monkeypatch.setattr(judgments, "judgment_submit", broken)
+    api.raise_request_exception = False
+    with caplog.at_level("ERROR", logger="django.request"):
+        response = api.post("/api/labeling/judgments/", {"triplet": triplet["id"], "answer": "a"}, format="json")
+    assert response.status_code == 500
+    assert any("a bug, not the labeler" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
 def test_labelers_cannot_reach_admin_endpoints_or_pages(labeler, criterion):
     api, user = labeler
     for url in ("/api/labeling/quality/", "/api/labeling/export/", "/api/images/"):

@@ -32,8 +32,6 @@ class Command(BaseCommand):
         query = options["image"]
         try:
             if query.isdigit() and not Path(query).exists():
-                if not Image.objects.filter(pk=int(query)).exists():
-                    raise CommandError(f"No library image {query}.")
                 search_query = SearchQuery(image_id=int(query))
             else:
                 path = Path(query)
@@ -41,6 +39,8 @@ class Command(BaseCommand):
             results = search_answer(query=search_query, criterion=options["criterion"], k=options["k"],
                                     collection_id=options["collection"], label=options["label"],
                                     ef_search=options["ef_search"])
+        except Image.DoesNotExist:
+            raise CommandError(f"No library image {query}.")
         except OSError as exc:
             raise CommandError(f"cannot read {query}: {exc}")
         except (ImageRejected, SearchRefused) as exc:
