@@ -234,6 +234,8 @@ def test_search_page_shows_results_with_document_links_and_marks(client, analyst
     assert f'/documents/{scan.document_id}/?page=2#page-2' in html
     assert 'data-mark="relevant"' in html
     assert f'href="/search/?image={stripes_library["h"][0]}' in html  # "Similar" on every result
+    # the scores are explained on the page itself, not only in a tooltip (touch screens have no hover)
+    assert 'id="score-legend"' in html and "of random pairs of library images" in html
 
 
 def test_search_page_upload_compare_and_more(client, analyst, criterion, autoencoder, stripes_library, settings):
