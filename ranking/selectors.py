@@ -366,10 +366,11 @@ def previous_active_version(*, criterion_id: int) -> ModelVersion | None:
 
 # What a training costs on the 2-core development machine: a fixed part (loading the network and
 # the cached features, saving), then per epoch a fixed part (held-out evaluation, progress) and a
-# part per triplet. Fitted to bench.quality (2,196 triplets × 30 epochs: 59 s) and a 185-triplet
-# training from the dashboard (52 s) (docs/benchmarks.md). Used until the criterion has a finished
+# part per triplet. Fitted to bench.quality (2,196 triplets × 30 epochs: 59 s), a 185-triplet
+# training from the dashboard (52 s, a busy machine) and a 54-triplet one (10 s; the earlier fit
+# said 47 s) (docs/benchmarks.md): 66, 21 and 18 s. Used until the criterion has a finished
 # training in the same mode, which then scales to its own machine.
-CPU_TRAINING_COST = {"frozen": (10.0, 1.2, 0.0004), "fine_tune": (10.0, 2.0, 0.05), "full": (15.0, 1.0, 0.006)}
+CPU_TRAINING_COST = {"frozen": (8.0, 0.3, 0.00075), "fine_tune": (10.0, 2.0, 0.05), "full": (15.0, 1.0, 0.006)}
 CPU_FEATURE_IMAGES_PER_SECOND = 45.0  # EfficientNet-Lite0 at 224 px, decoding and storing included
 GPU_SPEEDUP = 20.0
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from imagesearch.models import Image, Job
-from imagesearch.services.jobs import job_advance, job_create, job_finish, job_start
+from imagesearch.services.jobs import job_advance, job_create, job_finish, job_part_reporter, job_start
 from ranking.models import Embedding, EmbeddingChunk, ModelVersion
 from ranking.selectors import images_without_embedding
 
@@ -103,7 +103,11 @@ def embedding_chunk_process(*, chunk_id: int) -> None:
     images = list(
         images_without_embedding(version=chunk.version).filter(pk__gte=chunk.first_image_id, pk__lte=chunk.last_image_id)
     )
-    embedded = embed_and_store(version=chunk.version, image_ids=images)
+    # the bar moves within a chunk: a library's first pass (the backbone over 512 images) is minutes of it
+    part = f"embedding-chunk-{chunk.pk}"
+    report = job_part_reporter(job_id=chunk.job_id, part=part, size=chunk.size,
+                               pending=EmbeddingChunk.objects.filter(pk=chunk.pk, status=EmbeddingChunk.Status.PENDING))
+    embedded = embed_and_store(version=chunk.version, image_ids=images, on_progress=report)
     version_id, stored = chunk.version_id, images
     with transaction.atomic():
         chunk = EmbeddingChunk.objects.select_for_update().filter(pk=chunk_id).first()
@@ -118,17 +122,18 @@ def embedding_chunk_process(*, chunk_id: int) -> None:
         chunk.status = EmbeddingChunk.Status.DONE
         chunk.embedded = embedded
         chunk.save(update_fields=["status", "embedded"])
-        job_advance(job_id=chunk.job_id, done=chunk.size)
+        job_advance(job_id=chunk.job_id, done=chunk.size, part=part)  # takes back what was reported
         last = not _has_pending_chunks(chunk.job_id)
     if last:
         embeddings_finalize(version_id=chunk.version_id, job_id=chunk.job_id)
 
 
-def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
+def embed_and_store(*, version: ModelVersion, image_ids: list[int],
+                    on_progress: Callable[[int], None] | None = None) -> int:
     """Embed the given images with the version and upsert their rows; returns how many were stored.
 
     Files that cannot be read are skipped with a warning (they get no row, so a
-    later refresh tries again); the rest are stored.
+    later refresh tries again); the rest are stored. ``on_progress(done)``: images done so far.
     """
     if not image_ids:
         return 0
@@ -139,7 +144,8 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
     model, params = version_model(version)
     device = resolve_device(settings.RANKING_DEVICE)
     if version.feature_extractor_id is not None:
-        return _embed_from_cache(version=version, model=model, image_ids=image_ids, device=device)
+        return _embed_from_cache(version=version, model=model, image_ids=image_ids, device=device,
+                                 on_progress=on_progress)
     size = params["image_size"]
     rows = list(Image.objects.filter(pk__in=image_ids).order_by("pk").values_list("pk", "file"))
     paths = [str(settings.MEDIA_ROOT / name) for _, name in rows]
@@ -159,17 +165,22 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int]) -> int:
             objs, update_conflicts=True, unique_fields=["version", "image"], update_fields=["vector"]
         )
         stored += len(objs)
+        if on_progress is not None:
+            on_progress(offset)
     return stored
 
 
-def _embed_from_cache(*, version: ModelVersion, model, image_ids: list[int], device) -> int:
+def _embed_from_cache(*, version: ModelVersion, model, image_ids: list[int], device,
+                      on_progress: Callable[[int], None] | None = None) -> int:
     """Embed through the feature cache: the backbone runs only for images with no cached features
     (and stores them), the version's head reads the cache for all of them."""
     from ranking.services.features import features_compute, features_load
     from ranking.training import embed_cached
 
     extractor = version.feature_extractor
-    features_compute(extractor=extractor, model=model, image_ids=image_ids)
+    # the backbone's pass is nearly all of the time: its progress stands for the chunk's
+    features_compute(extractor=extractor, model=model, image_ids=image_ids,
+                     on_progress=None if on_progress is None else lambda done, total: on_progress(done))
     stored = 0
     for start in range(0, len(image_ids), 2048):
         part = sorted(image_ids[start : start + 2048])

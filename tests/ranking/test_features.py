@@ -117,3 +117,27 @@ def test_the_cache_is_dropped_with_its_last_reader(stripes_library):
     ModelVersion.objects.filter(pk=first.pk).update(status=ModelVersion.Status.READY)
     version_retire(version_id=first.pk)
     assert not FeatureExtractor.objects.exists() and not ImageFeature.objects.exists()
+
+
+def test_a_refresh_job_shows_progress_within_a_chunk_while_the_backbone_runs(stripes_library, settings, monkeypatch):
+    """A library's first pass was one chunk of 293 images: its job read 0 / 293 for 29 s, then 293."""
+    from imagesearch.models import Job
+    from imagesearch.services import jobs
+    from ranking.services.criteria import criterion_default
+
+    settings.RANKING_EMBED_CHUNK_SIZE = 64  # the 16 images in one chunk
+    monkeypatch.setattr(feature_service, "STORE_BATCH", 4)
+    reports = []
+    real_report = jobs.job_report_part
+
+    def recording(**kwargs):
+        counted = real_report(**kwargs)
+        reports.append((kwargs["done"], counted, Job.objects.get(pk=kwargs["job_id"]).progress_done))
+        return counted
+
+    monkeypatch.setattr(jobs, "job_report_part", recording)
+    version = version_train(version_id=training_start(criterion=criterion_default(), kind="pretrained",
+                                                      dispatch=False).pk, embed="inline")
+    assert reports and reports[0] == (4, True, 4)  # the first batch of features shows at once
+    job = Job.objects.get(pk=version.embedding_job_id)
+    assert job.status == "succeeded" and job.progress_done == job.progress_total == 16  # counted once
