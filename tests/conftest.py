@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,6 +44,37 @@ def _url_with_database(url: str, name: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextlib.contextmanager
+def worker_to_kill(settings, log_path: Path, name: str):
+    """A Celery worker process of its own on a queue of its own (``name``-PID), for a test that kills it:
+    yields (queue, hostname) once it answers, and SIGKILLs its whole process group on leaving, as when
+    its machine dies. It uses the test database and the test's media and models folders."""
+    import signal
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from imagesearch.celery import app
+
+    queue = f"{name}-{os.getpid()}"
+    hostname = f"{queue}@test"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "DATABASE_URL": _url_with_database(settings.DATABASE_URL, connection.settings_dict["NAME"]),
+           "IMAGESEARCH_MEDIA_DIR": str(settings.MEDIA_ROOT), "RANKING_MODELS_DIR": str(settings.RANKING_MODELS_DIR)}
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "imagesearch", "worker", "--loglevel", "INFO", "--concurrency", "1",
+             "--queues", queue, "--hostname", hostname],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: app.control.ping(destination=[hostname], timeout=0.5), what="the worker to start")
+        yield queue, hostname
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
 
 
 @pytest.fixture(scope="session")

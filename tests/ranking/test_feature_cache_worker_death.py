@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 
 from imagesearch.models import Image
@@ -16,18 +11,16 @@ from ranking.services import features as feature_service
 from ranking.services.embeddings import embeddings_refresh_start
 from ranking.services.training import training_start, version_train
 from tests import images
+from tests.conftest import wait_for, worker_to_kill
 from tests.factories import CollectionFactory
-from tests.conftest import _url_with_database, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 LIBRARY_SIZE = 96  # twelve chunks of 8 (tests.settings): seconds of work, long enough to be killed in
 
 
-def test_a_feature_pass_whose_worker_is_killed_resumes_with_only_the_missing_images(settings, criterion, tmp_path, monkeypatch):
-    from django.db import connection
-
-    from imagesearch.celery import app
+def test_a_feature_pass_whose_worker_is_killed_resumes_with_only_the_missing_images(
+        settings, criterion, tmp_path, monkeypatch):
     from ranking.tasks import embed_chunk
 
     collection = CollectionFactory(name="Stripes")
@@ -41,26 +34,13 @@ def test_a_feature_pass_whose_worker_is_killed_resumes_with_only_the_missing_ima
     chunk_ids = list(EmbeddingChunk.objects.filter(job=job).order_by("pk").values_list("pk", flat=True))
     assert len(chunk_ids) == LIBRARY_SIZE // 8
 
-    queue = f"featurekill-{os.getpid()}"
-    hostname = f"{queue}@test"
     log_path = tmp_path / "worker.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "DATABASE_URL": _url_with_database(settings.DATABASE_URL, connection.settings_dict["NAME"]),
-           "IMAGESEARCH_MEDIA_DIR": str(settings.MEDIA_ROOT), "RANKING_MODELS_DIR": str(settings.RANKING_MODELS_DIR)}
-    with open(log_path, "w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "imagesearch", "worker", "--loglevel", "INFO", "--concurrency", "1",
-             "--queues", queue, "--hostname", hostname],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: app.control.ping(destination=[hostname], timeout=0.5), what="the worker to start")
+    with worker_to_kill(settings, log_path, "featurekill") as (queue, _):
         for chunk_id in chunk_ids:
             embed_chunk.apply_async((chunk_id,), queue=queue)
         wait_for(lambda: ImageFeature.objects.filter(extractor=extractor).count() >= 16,
                  what=f"the feature pass to store two chunks (worker log: {log_path})")
-    finally:
-        os.killpg(worker.pid, signal.SIGKILL)  # the whole worker, as when its machine dies
-        worker.wait()
+    # killed on leaving the block, as when its machine dies
 
     kept = ImageFeature.objects.filter(extractor=extractor).count()
     assert 16 <= kept < LIBRARY_SIZE, (kept, log_path.read_text()[-2000:])
