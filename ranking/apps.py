@@ -9,11 +9,9 @@ class RankingConfig(AppConfig):
         """Ranking hears of the library's events through hooks and signals; the library imports nothing of it."""
         from imagesearch.services.jobs import job_end_hook
         from imagesearch.signals import images_added, import_finished
-        from ranking.services.embeddings import embedding_chunks_drop_pending
-        from ranking.services.versions import version_fail_with_its_job
 
-        job_end_hook(version_fail_with_its_job)
-        job_end_hook(embedding_chunks_drop_pending)
+        job_end_hook(_imported_when_called("ranking.services.versions.version_fail_with_its_job"))
+        job_end_hook(_imported_when_called("ranking.services.embeddings.embedding_chunks_drop_pending"))
         images_added.connect(_embed_new_images, dispatch_uid="ranking-embed-new-images")
         import_finished.connect(_first_models, dispatch_uid="ranking-first-models")
 
@@ -30,3 +28,14 @@ def _first_models(sender, *, job_id: int, imported: int, **kwargs) -> None:
         from ranking.services.training import first_models_start
 
         first_models_start()
+
+
+def _imported_when_called(path: str):
+    """The function at ``path``, imported at its first call: every process (a command, a web worker)
+    starts without the ranking services and what they import (numpy, the selectors): 0.2 s a start."""
+    from django.utils.module_loading import import_string
+
+    def call(*args, **kwargs):
+        return import_string(path)(*args, **kwargs)
+
+    return call

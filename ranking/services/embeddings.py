@@ -217,8 +217,8 @@ def embeddings_finalize(*, version_id: int, job_id: int) -> None:
     missing = images_without_embedding(version=version).count()
     from ranking.services.versions import version_status_change
 
-    status = ModelVersion.Status
-    version_status_change(to=status.READY, from_statuses=(status.EMBEDDING,), version_id=version_id)
+    version_status_change(to=ModelVersion.Status.READY, from_statuses=(ModelVersion.Status.EMBEDDING,),
+                          version_id=version_id)
     note = f" {missing:,} images could not be read; run the refresh again to retry them." if missing else ""
     job_finish(job_id=job_id, message=f"Embedded the library with version {version.pk}.{note}",
                result={"missing": missing})

@@ -265,5 +265,6 @@ def version_embeddings_drop(*, version_id: int, delete_weights: bool = False) ->
 def version_fail_with_its_job(job_id: int, status: str, reason: str) -> None:
     """End-of-job hook (``imagesearch.services.jobs.job_end_hook``): a version still training when its
     training job fails or is cancelled fails with it, for the same reason."""
-    for version_id in ModelVersion.objects.filter(training_job_id=job_id).values_list("pk", flat=True):
+    version_id = ModelVersion.objects.filter(training_job_id=job_id).values_list("pk", flat=True).first()
+    if version_id is not None:
         version_status_change(to=S.FAILED, from_statuses=(S.TRAINING,), version_id=version_id, error=reason)
