@@ -87,7 +87,8 @@ def library_setup(work: Path, images: int) -> dict:
     from bench.search import default_model_version
     from django.conf import settings
     from imagesearch.services.accounts import user_create
-    from imagesearch.services.ingest import collection_get_or_create, image_ingest_bytes
+    from imagesearch.services.ingest import image_ingest_bytes
+    from imagesearch.services.library import collection_get_or_create
     from ranking.services.criteria import criterion_default
     from ranking.services.embeddings import embed_and_store, index_build
 
@@ -239,6 +240,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     import django
 
     django.setup()
+    from imagesearch.embedded_db import embedded_postgres_for_this_process
+
+    embedded_postgres_for_this_process()  # without DATABASE_URL: the embedded server, as manage.py starts it
     from django.core.management import call_command
 
     from bench.ingest import generate_photos

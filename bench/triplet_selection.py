@@ -102,4 +102,7 @@ if __name__ == "__main__":
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagesearch.settings")
     django.setup()
+    from imagesearch.embedded_db import embedded_postgres_for_this_process
+
+    embedded_postgres_for_this_process()  # without DATABASE_URL: the embedded server, as manage.py starts it
     main()

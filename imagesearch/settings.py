@@ -112,14 +112,17 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL with pgvector, always. Without DATABASE_URL the embedded server starts.
-if os.environ.get("DATABASE_URL"):
-    DATABASE_URL = os.environ["DATABASE_URL"]
-else:
-    from imagesearch.embedded_db import start_embedded_postgres
+# PostgreSQL with pgvector, always. Without DATABASE_URL, the embedded server in the data directory:
+# importing these settings starts nothing, they say where it listens; the entry points (manage.py,
+# imagesearch/wsgi.py, the test session) start it (imagesearch.embedded_db), and `serve` hands its
+# children its URL in DATABASE_URL.
+EMBEDDED_DATABASE = not os.environ.get("DATABASE_URL")
+if EMBEDDED_DATABASE:
+    from imagesearch.embedded_db import embedded_postgres_url
 
-    DATABASE_URL = start_embedded_postgres(DATA_DIR)
-    EMBEDDED_DATABASE = True
+    DATABASE_URL = embedded_postgres_url(DATA_DIR)
+else:
+    DATABASE_URL = os.environ["DATABASE_URL"]
 DATABASES = {"default": database_settings_from_url(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -3,7 +3,12 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from imagesearch.embedded_db import embedded_postgres_for_this_process
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagesearch.settings")
+# Under `serve` a web worker is given DATABASE_URL and starts nothing; a gunicorn started on its own
+# without it starts (or attaches to) the embedded PostgreSQL, as a management command does.
+embedded_postgres_for_this_process()
 application = get_wsgi_application()
 
 

@@ -12,9 +12,14 @@ from tests.factories import CollectionFactory
 
 
 def pytest_configure(config) -> None:
-    """Without CELERY_BROKER_URL the suite runs on its own embedded Redis, as `serve` does, stopped at the end."""
+    """Without DATABASE_URL the session starts (or attaches to) the embedded PostgreSQL, as manage.py does
+    (importing the settings starts nothing); without CELERY_BROKER_URL the suite runs on its own embedded
+    Redis, as `serve` does. Both stop at the end (the database when its last process exits)."""
     from django.conf import settings
 
+    from imagesearch.embedded_db import embedded_postgres_for_this_process
+
+    embedded_postgres_for_this_process()
     if settings.EMBEDDED_REDIS:
         from imagesearch.embedded_redis import redis_for_this_process
 

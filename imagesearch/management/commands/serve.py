@@ -55,6 +55,7 @@ class Command(BaseCommand):
         self._force = False  # set by a second Ctrl-C: stop waiting for a graceful stop
         self._redis = EmbeddedRedis(settings.EMBEDDED_REDIS_DIR) if settings.EMBEDDED_REDIS else None
         self._say("Starting: the database and broker, migrations, static files…")
+        embedded_db.embedded_postgres_for_this_process()  # manage.py has started it; call_command("serve") too
         if self._redis:
             self._redis.ensure()
         call_command("migrate", interactive=False, verbosity=0)
