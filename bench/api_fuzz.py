@@ -133,6 +133,9 @@ def app_setup(*, with_model: bool = True) -> dict[str, str]:
     import django
 
     django.setup()
+    from imagesearch.embedded_db import embedded_postgres_for_this_process
+
+    embedded_postgres_for_this_process()  # without DATABASE_URL: the embedded server, as manage.py starts it
     from django.conf import settings
     from django.core.management import call_command
 
@@ -155,7 +158,8 @@ def app_setup(*, with_model: bool = True) -> dict[str, str]:
 
 def _library_fill(*, with_model: bool) -> None:
     from bench.pdfgen import PdfBuilder, jpeg_photo
-    from imagesearch.services.ingest import collection_get_or_create, image_ingest_bytes
+    from imagesearch.services.ingest import image_ingest_bytes
+    from imagesearch.services.library import collection_get_or_create
     from labeling.services.triplets import triplets_refill
     from ranking.services.criteria import criterion_create, criterion_default
     from ranking.services.training import training_start, version_train

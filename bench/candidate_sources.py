@@ -21,8 +21,8 @@ import torch
 
 from ranking.data import load_images
 from ranking.nets import build_model, shallow_input, PretrainedRankingNet
-from ranking.training import (CachedInputs, TrainConfig, embed_cached, fit_ranking_head, fit_autoencoder,
-                              embed_images, seed_everything)
+from ranking.inference import CachedInputs, embed_cached, embed_images
+from ranking.training import TrainConfig, fit_ranking_head, fit_autoencoder, seed_everything
 
 root = Path(os.environ.get("FM_IMAGES", "/tmp/fm10k"))
 paths, labels = [], []
@@ -38,7 +38,7 @@ else:
     t = time.time()
     net = PretrainedRankingNet("efficientnet_lite0", 224, "imagenet").eval()
     feats, pix = [], []
-    from ranking.training import to_input
+    from ranking.inference import to_input
     for s in range(0, N, 64):
         x, _ = load_images(paths[s:s+64], 224)
         with torch.inference_mode():

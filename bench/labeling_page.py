@@ -144,7 +144,7 @@ def main(argv=None) -> dict:
 
 def _prepare_library(work: Path, n: int, generate_photos) -> None:
     from imagesearch.services.accounts import user_create
-    from imagesearch.services.ingest import ingest_job_create, ingest_job_run_inline
+    from imagesearch.services.ingest import ingest_job_create, ingest_job_run
     from labeling.services.triplets import triplets_refill
     from ranking.models import ModelVersion
     from ranking.services.criteria import criterion_default
@@ -152,7 +152,7 @@ def _prepare_library(work: Path, n: int, generate_photos) -> None:
 
     photos = work / "photos"
     generate_photos(photos, n, seed=3)
-    ingest_job_run_inline(job_id=ingest_job_create(paths=[str(photos)], collection_name="Bench").pk)
+    ingest_job_run(job_id=ingest_job_create(paths=[str(photos)], collection_name="Bench").pk, inline=True)
     criterion = criterion_default()
     version = version_train(version_id=training_start(
         criterion=criterion, kind="autoencoder", dispatch=False, hyperparameters={"epochs": 3}).pk, embed="inline")

@@ -285,7 +285,7 @@ def _bare_rate(args, seconds: float = 20.0) -> float:
     import torch
 
     from ranking.nets import PretrainedFeatures
-    from ranking.training import inference_batch_size, resolve_device
+    from ranking.inference import inference_batch_size, resolve_device
 
     device = resolve_device(args.device)
     model = PretrainedFeatures(args.pretrained_backbone, args.pretrained_size, "imagenet").eval().to(device)
@@ -473,20 +473,20 @@ def precision_at_k(vectors, labels, queries, k: int) -> float:
 
 
 def triplet_accuracy(vectors, triplets) -> float:
-    """``ranking.training.triplet_accuracy`` on L2-normalised vectors (raw pixels are not)."""
+    """``ranking.metrics.triplet_accuracy`` on L2-normalised vectors (raw pixels are not)."""
     import torch
 
-    from ranking.training import triplet_accuracy as accuracy
+    from ranking.metrics import triplet_accuracy as accuracy
 
     v = torch.nn.functional.normalize(torch.as_tensor(vectors, dtype=torch.float32), dim=1)
     return accuracy(v, torch.as_tensor(triplets, dtype=torch.long))
 
 
 def _import(folder: Path) -> None:
-    from imagesearch.services.ingest import ingest_job_create, ingest_job_run_inline
+    from imagesearch.services.ingest import ingest_job_create, ingest_job_run
 
     job = ingest_job_create(paths=[str(folder)], collection_name="Benchmark", label_from_folder=True)
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
 
 
 def _stored_vectors(version, ids):
@@ -513,7 +513,7 @@ def _cached_network(ranking, ids, **overrides):
     """A fresh default network like the ranking version's, and the cached inputs of ``ids``."""
     from ranking.nets import build_model
     from ranking.services.features import features_load
-    from ranking.services.training import ranking_model_params
+    from ranking.services.hyperparameters import ranking_model_params
 
     params = {**ranking_model_params(ranking.hyperparameters), **overrides}
     inputs, found = features_load(extractor=ranking.feature_extractor, image_ids=[int(i) for i in ids])
@@ -527,7 +527,8 @@ def _upper_bound(ids, labels, pool_idx, args, ranking):
     import numpy as np
     import torch
 
-    from ranking.training import CachedInputs, TrainConfig, embed_cached, fit_labels_head, resolve_device, seed_everything
+    from ranking.inference import CachedInputs, embed_cached, resolve_device
+    from ranking.training import TrainConfig, fit_labels_head, seed_everything
 
     hp = ranking.hyperparameters
     seed_everything(args.seed)
@@ -545,8 +546,9 @@ def _head_variant(ids, ranking, args, **overrides):
     import torch
 
     from labeling.selectors import training_triplets
-    from ranking.services.training import split_by_query
-    from ranking.training import TrainConfig, embed_cached, fit_ranking_head, resolve_device, seed_everything
+    from ranking.inference import embed_cached, resolve_device
+    from ranking.services.evaluation import split_by_query
+    from ranking.training import TrainConfig, fit_ranking_head, seed_everything
 
     hp = ranking.hyperparameters
     seed_everything(args.seed)

@@ -14,7 +14,9 @@ import sys, time, json, torch, numpy as np, os
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.fashion_mnist import DEFAULT_DIR, load
 from ranking.nets import ConvAutoencoder, DeepRankingNet
-from ranking.training import TrainConfig, fit_autoencoder, fit_contrastive, fit_ranking, fit_labels, embed_images, triplet_accuracy
+from ranking.inference import embed_images
+from ranking.metrics import triplet_accuracy
+from ranking.training import TrainConfig, fit_autoencoder, fit_contrastive, fit_ranking, fit_labels
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 X, Y = load("train", DEFAULT_DIR)
 X = torch.from_numpy(X[:10000].copy()); Y = torch.from_numpy(Y[:10000].astype(np.int64))

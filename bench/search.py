@@ -344,7 +344,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     from django.core.management import call_command
     from django.db import connection
 
-    from imagesearch.services.ingest import collection_get_or_create
+    from imagesearch.services.library import collection_get_or_create
     from ranking.services.criteria import criterion_default
     from ranking.services.embeddings import index_build
 

@@ -28,17 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from ranking.nets import DeepRankingNet, PretrainedRankingNet, shallow_input  # noqa: E402
-from ranking.training import (  # noqa: E402
-    CachedInputs,
-    TrainConfig,
-    embed_images,
-    fit_ranking,
-    fit_ranking_fine_tune,
-    fit_ranking_head,
-    inference_batch_size,
-    resolve_precision,
-    to_input,
-)
+from ranking.inference import CachedInputs, embed_images, inference_batch_size, resolve_precision, to_input  # noqa: E402
+from ranking.training import TrainConfig, fit_ranking, fit_ranking_fine_tune, fit_ranking_head  # noqa: E402
 
 
 def generated_images(n: int, size: int, seed: int = 0) -> torch.Tensor:

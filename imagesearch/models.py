@@ -96,9 +96,18 @@ class Job(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Kind(models.TextChoices):
+        """Every kind of job, whichever app runs it (the job engine lists them; the apps own their work)."""
+
+        IMPORT = "import_images", "Import"
+        REFRESH_EMBEDDINGS = "refresh_embeddings", "Embedding refresh"
+        PREPARE_PRETRAINED = "prepare_pretrained", "Pretrained model"
+        TRAIN_AUTOENCODER = "train_autoencoder", "Autoencoder training"
+        TRAIN_RANKING = "train_ranking", "Deep-ranking training"
+
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
-    kind = models.CharField(max_length=50, db_index=True)
+    kind = models.CharField(max_length=50, choices=Kind.choices, db_index=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress_done = models.BigIntegerField(default=0)
     progress_total = models.BigIntegerField(default=0)
@@ -160,6 +169,11 @@ class IngestChunk(models.Model):
     duplicates = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def size(self) -> int:
+        """Its source items (the job engine counts a chunk's progress in them)."""
+        return len(self.items)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="ingest_chunk_unique_index")]

@@ -22,7 +22,7 @@ from imagesearch import selectors
 from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image
 from imagesearch.params import InvalidParameter, int_param, text_param
-from imagesearch.services.ingest import collection_get_or_create
+from imagesearch.services.library import collection_get_or_create
 from imagesearch.services.query_uploads import (
     QueryNotFound,
     SearchQuery,

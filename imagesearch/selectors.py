@@ -107,9 +107,8 @@ def document_pages(*, document: Document, all_pages: bool = False) -> list[Docum
 
 def import_jobs(*, user: AbstractBaseUser, limit: int = 10) -> QuerySet[Job]:
     """Recent import jobs the user may follow: their own, or everybody's for admins."""
-    from imagesearch.services.ingest import IMPORT_JOB_KIND
 
-    jobs = job_list(kind=IMPORT_JOB_KIND)
+    jobs = job_list(kind=Job.Kind.IMPORT)
     if not user.has_perm("ranking.manage_models"):
         jobs = jobs.filter(created_by=user)
     return jobs[:limit]

@@ -24,7 +24,7 @@ from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image
 from imagesearch.params import InvalidParameter, int_param, text_param
 from imagesearch.services.documents import document_page_preview, document_upload
-from imagesearch.services.ingest import DEFAULT_COLLECTION
+from imagesearch.services.library import DEFAULT_COLLECTION
 from imagesearch.services.library import thumbnail_ensure
 
 IMAGES_PER_PAGE = 60
@@ -102,7 +102,7 @@ def document_list(request: HttpRequest) -> HttpResponse:
         "collections": selectors.collection_list(),
         "selected": {"collection": collection_id, "q": query},
         "filter_query": filter_query.urlencode(),
-        # as the API gives them (and documents.js updates them): server paths for admins only
+        # as the API gives them (and jobs.js updates them): server paths for admins only
         "imports": ImportJobOutputSerializer(selectors.import_jobs(user=request.user), many=True,
                                              context={"request": request}).data,
         "can_upload": request.user.has_perm("imagesearch.add_document"),

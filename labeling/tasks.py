@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-from imagesearch.celery import DATABASE_RETRY
+from imagesearch.tasking import app_task
 
 logger = logging.getLogger(__name__)
 
 REFILL_THROTTLE_SECONDS = 30
 
 
-@shared_task(name="labeling.refill_triplets", queue="default", soft_time_limit=600, time_limit=660,
-             **DATABASE_RETRY)
+@app_task("labeling.refill_triplets")
 def refill_triplets(criterion_id: int, collection_id: int | None = None) -> int:
     """Top the criterion's queue for one collection (or the library) up to LABELING_QUEUE_TARGET."""
     from labeling.services.triplets import triplets_refill

@@ -169,7 +169,7 @@ def _outcomes(vectors: dict[int, np.ndarray], triplets: list[tuple[int, int, int
 def embed_file(*, version: ModelVersion, path: str | Path | BinaryIO) -> np.ndarray:
     """Embed an image file or file object (an upload, say) that need not be in the library."""
     from ranking.data import load_image
-    from ranking.training import embed_images, resolve_device
+    from ranking.inference import embed_images, resolve_device
 
     model, params = version_model(version)
     image = load_image(path, params["image_size"])[None]
@@ -324,7 +324,8 @@ def dashboard_versions(*, criterion: SimilarityCriterion,
     """The criterion's versions, newest first, with what the dashboard's table and charts show."""
     library = Image.objects.count()
     from labeling.selectors import training_triplets
-    from ranking.services.training import default_hyperparameters, split_by_query
+    from ranking.services.evaluation import split_by_query
+    from ranking.services.hyperparameters import default_hyperparameters
 
     versions = list(ModelVersion.objects.filter(criterion=criterion).select_related("parent", "training_job")
                     .order_by("-pk"))
@@ -414,7 +415,8 @@ def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, 
     scaled by the criterion's last finished training in the same mode when there is one."""
     from labeling.selectors import training_triplets
     from ranking.models import FeatureExtractor, ImageFeature
-    from ranking.services.training import resolved_backbone_mode, split_by_query
+    from ranking.services.evaluation import split_by_query
+    from ranking.services.hyperparameters import resolved_backbone_mode
 
     mode = resolved_backbone_mode(hyperparameters, device)
     mode = mode if mode in CPU_TRAINING_COST else "full"

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
-from django.db import InterfaceError, OperationalError
-
-from imagesearch.celery import DATABASE_RETRY
+from imagesearch.tasking import app_task
 
 logger = logging.getLogger(__name__)
 
-_TRAINING = dict(queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+# a training's own failure handling closes its job and fails its version (services.training)
+_TRAINING = dict(queue="gpu", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300,
+                 retry_database=False)
 
 
 def _torch_threads(*, whole_machine: bool) -> None:
@@ -36,7 +35,7 @@ def _torch_threads(*, whole_machine: bool) -> None:
     torch.set_num_threads(cpus if whole_machine else max(1, cpus // max(1, settings.CELERY_WORKER_CONCURRENCY)))
 
 
-@shared_task(name="ranking.prepare_pretrained", queue="default", acks_late=True, soft_time_limit=600, time_limit=660)
+@app_task("ranking.prepare_pretrained", acks_late=True, retry_database=False)
 def prepare_pretrained(version_id: int) -> None:
     """A pretrained-features version: nothing to train, its weights are saved and it embeds the library."""
     _torch_threads(whole_machine=True)
@@ -45,7 +44,7 @@ def prepare_pretrained(version_id: int) -> None:
     version_train(version_id=version_id)
 
 
-@shared_task(name="ranking.train_autoencoder", **_TRAINING)
+@app_task("ranking.train_autoencoder", **_TRAINING)
 def train_autoencoder(version_id: int) -> None:
     _torch_threads(whole_machine=True)
     from ranking.services.training import version_train
@@ -53,7 +52,7 @@ def train_autoencoder(version_id: int) -> None:
     version_train(version_id=version_id)
 
 
-@shared_task(name="ranking.train_ranking", **_TRAINING)
+@app_task("ranking.train_ranking", **_TRAINING)
 def train_ranking(version_id: int) -> None:
     _torch_threads(whole_machine=True)
     from ranking.services.training import version_train
@@ -61,7 +60,7 @@ def train_ranking(version_id: int) -> None:
     version_train(version_id=version_id)
 
 
-@shared_task(name="ranking.refresh_embeddings", queue="default", soft_time_limit=600, time_limit=660, **DATABASE_RETRY)
+@app_task("ranking.refresh_embeddings")
 def refresh_embeddings(version_id: int) -> int:
     """Queue chunks for every image still lacking an embedding under the version; returns the job id."""
     from ranking.services.embeddings import embeddings_refresh_start
@@ -69,28 +68,21 @@ def refresh_embeddings(version_id: int) -> int:
     return embeddings_refresh_start(version_id=version_id).pk
 
 
-@shared_task(name="ranking.embed_chunk", queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
-             **DATABASE_RETRY)
-def embed_chunk(chunk_id: int) -> None:
-    from imagesearch.services.jobs import job_fail
+def _job_of_chunk(chunk_id: int) -> int | None:
     from ranking.models import EmbeddingChunk
+
+    return EmbeddingChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+
+
+@app_task("ranking.embed_chunk", soft_time_limit=30 * 60, time_limit=35 * 60, fails_job=_job_of_chunk)
+def embed_chunk(chunk_id: int) -> None:
     from ranking.services.embeddings import embedding_chunk_process
 
     _torch_threads(whole_machine=False)
-    try:
-        embedding_chunk_process(chunk_id=chunk_id)
-    except (OperationalError, InterfaceError):
-        raise
-    except Exception as exc:
-        logger.exception("embedding chunk %s failed", chunk_id)
-        job_id = EmbeddingChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
-        if job_id:
-            job_fail(job_id=job_id, exc=exc)
-        raise
+    embedding_chunk_process(chunk_id=chunk_id)
 
 
-@shared_task(name="ranking.embed_new_images", queue="default", soft_time_limit=30 * 60, time_limit=35 * 60,
-             **DATABASE_RETRY)
+@app_task("ranking.embed_new_images", soft_time_limit=30 * 60, time_limit=35 * 60)
 def embed_new_images(image_ids: list[int]) -> int:
     from ranking.services.embeddings import embeddings_add_new_images
 
@@ -98,7 +90,7 @@ def embed_new_images(image_ids: list[int]) -> int:
     return embeddings_add_new_images(image_ids=image_ids)
 
 
-@shared_task(name="ranking.embed_missing_images", queue="default", soft_time_limit=600, time_limit=660, **DATABASE_RETRY)
+@app_task("ranking.embed_missing_images")
 def embed_missing_images() -> int:
     """The periodic sweep: queue embeddings for library images a version keeping embeddings lacks."""
     from ranking.services.embeddings import embeddings_sweep_missing
@@ -106,7 +98,7 @@ def embed_missing_images() -> int:
     return embeddings_sweep_missing()
 
 
-@shared_task(name="ranking.retire_version", queue="default", **DATABASE_RETRY)
+@app_task("ranking.retire_version", soft_time_limit=None)
 def retire_version(version_id: int, delete_weights: bool = False) -> None:
     """Drop a retired version's embeddings and index (millions of rows: not in a web request)."""
     from ranking.services.versions import version_embeddings_drop
@@ -114,10 +106,10 @@ def retire_version(version_id: int, delete_weights: bool = False) -> None:
     version_embeddings_drop(version_id=version_id, delete_weights=delete_weights)
 
 
-@shared_task(name="ranking.retrain_if_due", queue="default", **DATABASE_RETRY)
+@app_task("ranking.retrain_if_due", soft_time_limit=None)
 def retrain_if_due(criterion_id: int) -> int | None:
     """The automatic loop's check (cheap when nothing is due); returns the new version's id."""
-    from ranking.services.training import training_start_if_due
+    from ranking.services.auto_retrain import training_start_if_due
 
     version = training_start_if_due(criterion_id=criterion_id)
     return version.pk if version else None

@@ -3,7 +3,7 @@
 Every button posts to ``dashboard_action``, which calls one service and comes
 back to the dashboard with a message; work that takes long (training, embedding,
 retiring) is a Celery task, so the page answers at once and the jobs panel
-(``static/js/dashboard.js``, over ``/api/jobs/``) shows it progress live.
+(``static/js/jobs.js``, over ``/api/jobs/``) shows it progress live.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from imagesearch import selectors as library_selectors
+from imagesearch.api.serializers import JobOutputSerializer
 from imagesearch.models import Collection, Document, Image, Job
 from imagesearch.params import MAX_INTEGER, OUT_OF_RANGE, InvalidParameter, int_param, text_param
 from imagesearch.services.jobs import job_cancel
@@ -29,12 +30,8 @@ from ranking import selectors
 from ranking.charts import line_chart
 from ranking.models import ModelVersion, SimilarityCriterion
 from ranking.services.criteria import criterion_create, criterion_default
-from ranking.services.training import (
-    default_hyperparameters,
-    resolved_backbone_mode,
-    training_device_type,
-    training_start,
-)
+from ranking.services.hyperparameters import default_hyperparameters, resolved_backbone_mode, training_device_type
+from ranking.services.training import training_start
 from ranking.services.versions import ActivationRefused, version_activate, version_retire, version_rollback
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
@@ -91,7 +88,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "backbones": BACKBONES, "backbone_modes": BACKBONE_MODES, "weight_choices": WEIGHTS,
         "device": device, "estimate": estimate,
         "sources": TripletJudgment.Source.choices,
-        "jobs": library_selectors.job_list()[:15],
+        # as the jobs API gives them (and jobs.js redraws them): the row the documents page draws too
+        "jobs": JobOutputSerializer(library_selectors.job_list()[:15], many=True, context={"request": request}).data,
         "overview": {
             "images": Image.objects.count(), "documents": Document.objects.count(),
             "collections": Collection.objects.count(),

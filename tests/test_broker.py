@@ -104,6 +104,7 @@ def test_database_retries_back_off_for_longer_than_a_restart_takes():
 
     for task in (ingest_chunk, embed_chunk, refill_triplets):
         assert task.max_retries == DATABASE_RETRY["max_retries"]
+        assert task.acks_late  # the app's task_acks_late: a killed worker's chunk is delivered again
 
 
 def test_the_periodic_checks_are_scheduled():

@@ -23,7 +23,7 @@ from imagesearch.params import (
     InvalidParameter,
     int_param,
 )
-from imagesearch.services.ingest import image_ingest_bytes, ingest_job_run_inline
+from imagesearch.services.ingest import image_ingest_bytes, ingest_job_run
 from ranking.models import ModelVersion, SimilarityCriterion
 from tests.conftest import CHROMIUM, browser_login
 from tests.factories import CollectionFactory, UserFactory, make_image
@@ -271,7 +271,7 @@ def test_analysts_see_their_import_jobs_without_server_paths_admins_with(client,
     files = [SimpleUploadedFile("locked.pdf", b"%PDF-1.7 truncated", "application/pdf")]
     job_id = client.post("/api/documents/upload/", {"files": files, "collection": "Uploads"}).json()["id"]
     upload_dir = str(settings.DOCUMENT_UPLOAD_DIR)
-    ingest_job_run_inline(job_id=job_id)
+    ingest_job_run(job_id=job_id, inline=True)
     for response in (client.get("/api/documents/imports/"), client.get("/documents/")):
         body = response.content.decode()
         assert response.status_code == 200 and "locked.pdf" in body

@@ -188,10 +188,12 @@ class JobOutputSerializer(serializers.ModelSerializer):
     elapsed_seconds = serializers.SerializerMethodField()
     eta_seconds = serializers.SerializerMethodField(help_text="From the rate so far; null when unknown.")
     log_tail = serializers.SerializerMethodField()
+    kind_label = serializers.CharField(source="get_kind_display", read_only=True,
+                                       help_text="What the job does, in words (its kind's label).")
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "status", "progress_done", "progress_total", "percent", "rate", "elapsed_seconds",
+        fields = ["id", "kind", "kind_label", "status", "progress_done", "progress_total", "percent", "rate", "elapsed_seconds",
                   "eta_seconds", "message", "error", "log_tail", "worker", "params", "created_at", "started_at",
                   "finished_at"]
 

@@ -35,7 +35,8 @@ from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image, Job
 from imagesearch.params import int_param, text_param
 from imagesearch.services.documents import document_upload
-from imagesearch.services.ingest import collection_get_or_create, image_upload
+from imagesearch.services.ingest import image_upload
+from imagesearch.services.library import collection_get_or_create
 from imagesearch.services.jobs import job_cancel
 from imagesearch.services.library import image_delete
 from imagesearch.services.query_uploads import (

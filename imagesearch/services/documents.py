@@ -16,7 +16,8 @@ from imagesearch import storage
 from imagesearch.documents import DocumentRejected, render_page_preview
 from imagesearch.imaging import open_for_display
 from imagesearch.models import Document, Job
-from imagesearch.services.ingest import DEFAULT_COLLECTION, ingest_job_create, ingest_job_dispatch
+from imagesearch.services.ingest import ingest_job_create, ingest_job_run
+from imagesearch.services.library import DEFAULT_COLLECTION
 
 PREVIEW_QUALITY = 80
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
@@ -39,7 +40,7 @@ def document_upload(
             paths=[folder], collection_name=collection_name, label_from_folder=label_from_folder,
             created_by=created_by, upload_dir=str(folder),
         )
-        ingest_job_dispatch(job_id=job.pk)
+        ingest_job_run(job_id=job.pk)
     return job
 
 

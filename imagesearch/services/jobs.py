@@ -1,16 +1,19 @@
-"""Recording background jobs so the UI can show them (status, progress, rate)."""
+"""The job engine: background jobs recorded so the UI can show them (status, progress, rate, log,
+issues), the one place where a job ends (``job_finish``), and jobs cut into chunks (an import's
+``IngestChunk``, an embedding refresh's ``ranking.EmbeddingChunk``): how their chunks run
+(``job_chunks_run``) and how the last chunk to commit closes its job (``job_chunk_commit``)."""
 
 from __future__ import annotations
 
+import enum
 import time
-from collections.abc import Callable
-
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Case, ExpressionWrapper, F, FloatField, QuerySet, Value, When
+from django.db.models import Case, ExpressionWrapper, F, FloatField, Model, QuerySet, Value, When
 from django.db.models.functions import Cast, Extract, Greatest
 from django.utils import timezone
 
@@ -272,3 +275,84 @@ def job_wait(*, job_id: int, poll_seconds: float = 0.5, on_poll: Callable[[Job],
         if job.is_finished:
             return job
         time.sleep(poll_seconds)
+
+
+# --- jobs cut into chunks ------------------------------------------------------------------
+# A chunk model has ``job`` (a Job), ``status`` (its Status has PENDING and DONE) and ``size`` (its
+# items). Each chunk is one Celery task, idempotent: what it writes commits with its "done" mark.
+
+
+def job_chunks_run(
+    chunk_model: type[Model], *, job_id: int, process: Callable[..., None], task=None,
+    on_chunk_done: Callable[[], None] | None = None,
+) -> int:
+    """Run the job's pending chunks, in the order they were made; returns how many.
+
+    With ``task`` (a Celery task taking a chunk id), each is queued once the transaction commits, so
+    they spread over every worker and see the rows that made them. Without, ``process(chunk_id=...)``
+    runs them one after the other in this process (a command's ``--inline``, the tests), calling
+    ``on_chunk_done`` after each."""
+    chunk_ids = list(chunk_model.objects.filter(job_id=job_id, status=chunk_model.Status.PENDING)
+                     .order_by("pk").values_list("pk", flat=True))
+    if task is not None:
+        transaction.on_commit(lambda: [task.delay(chunk_id) for chunk_id in chunk_ids])
+        return len(chunk_ids)
+    for chunk_id in chunk_ids:
+        process(chunk_id=chunk_id)
+        if on_chunk_done:
+            on_chunk_done()
+    return len(chunk_ids)
+
+
+def job_chunk_start(chunk_model: type[Model], *, chunk_id: int):
+    """The chunk to work on, with its job, which is marked running; None when there is nothing to do:
+    the chunk is gone (with its cancelled job) or done (a redelivered task), or its job has ended."""
+    chunk = chunk_model.objects.select_related("job").filter(pk=chunk_id).first()
+    if chunk is None or chunk.status == chunk_model.Status.DONE or chunk.job.is_finished:
+        return None
+    job_start(job_id=chunk.job_id)
+    return chunk
+
+
+def job_chunks_pending(chunk_model: type[Model], *, job_id: int) -> bool:
+    return chunk_model.objects.filter(job_id=job_id, status=chunk_model.Status.PENDING).exists()
+
+
+class ChunkCommit(enum.Enum):
+    SKIPPED = "skipped"  # done by another run first, or its job has ended: nothing of this run is kept
+    COMMITTED = "committed"
+    LAST = "last"  # committed, and no chunk of its job is pending: the job is done
+
+
+def job_chunk_commit(
+    chunk_model: type[Model], *, chunk_id: int, part: str,
+    write: Callable[[Model, Job], Iterable[str]] | None = None, close: Callable[[Job], None] | None = None,
+) -> ChunkCommit:
+    """Commit one chunk's work, once (the one place where a chunk is written).
+
+    Under the chunk's row lock and its job's, so that the chunks of one job commit one at a time and
+    exactly one of them sees none pending. Unless the chunk is done already or its job has ended:
+    ``write(chunk, job)`` writes the chunk's rows and returns the chunk's fields it set (its counts);
+    the chunk is marked done and its items count in the job's progress, replacing what
+    ``job_part_reporter`` showed of ``part``; after the last chunk, ``close(job)`` closes the job in
+    the same transaction. (A job whose closing cannot run in a transaction, an index build, is closed
+    by the caller on ``ChunkCommit.LAST``.)"""
+    with transaction.atomic():
+        chunk = chunk_model.objects.select_for_update().filter(pk=chunk_id).first()
+        if chunk is None:
+            return ChunkCommit.SKIPPED
+        job = Job.objects.select_for_update().get(pk=chunk.job_id)
+        if chunk.status == chunk_model.Status.DONE or job.is_finished:
+            return ChunkCommit.SKIPPED
+        fields = ["status", *(write(chunk, job) if write is not None else ())]
+        chunk.status = chunk_model.Status.DONE
+        if hasattr(chunk, "finished_at"):
+            chunk.finished_at = timezone.now()
+            fields.append("finished_at")
+        chunk.save(update_fields=fields)
+        job_advance(job_id=job.pk, done=chunk.size, part=part)
+        if job_chunks_pending(chunk_model, job_id=job.pk):
+            return ChunkCommit.COMMITTED
+        if close is not None:
+            close(job)
+        return ChunkCommit.LAST

@@ -1,4 +1,4 @@
-"""Edits to the library beyond import: deleting images, sweeping orphan files."""
+"""The library's collections, and its edits beyond import: deleting images, sweeping orphan files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ from django.db import transaction
 
 from imagesearch import storage
 from imagesearch.imaging import make_thumbnail, placeholder_thumbnail
-from imagesearch.models import Document, Image, Job
-from imagesearch.services.ingest import IMPORT_JOB_KIND
+from imagesearch.models import Collection, Document, Image, Job
+
+DEFAULT_COLLECTION = "Default"
+
+
+def collection_get_or_create(*, name: str = DEFAULT_COLLECTION) -> Collection:
+    collection, _ = Collection.objects.get_or_create(name=name.strip() or DEFAULT_COLLECTION)
+    return collection
 
 
 def image_delete(*, image: Image) -> None:
@@ -86,7 +92,7 @@ def _sweep_uploads(cutoff: float) -> int:
     if not folder.is_dir():
         return 0
     in_use = {job.params.get("upload_dir") for job in Job.objects.filter(
-        kind=IMPORT_JOB_KIND, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).only("params")}
+        kind=Job.Kind.IMPORT, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).only("params")}
     removed = 0
     for upload in folder.iterdir():
         try:

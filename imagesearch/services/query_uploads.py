@@ -22,7 +22,8 @@ from django.conf import settings
 
 from imagesearch.imaging import ImageRejected, decode_image
 from imagesearch.models import Collection, Image
-from imagesearch.services.ingest import DUPLICATE, IMPORTED, image_ingest_bytes
+from imagesearch.services.import_files import DUPLICATE, IMPORTED
+from imagesearch.services.ingest import image_ingest_bytes
 
 QUERY_TOO_LARGE = "query image too large: {size:,} bytes exceeds the limit of {limit:,} (SEARCH_QUERY_MAX_BYTES)"
 QUERY_ONE_PICTURE = "a query is one picture: this file has several pages; search with one of them"

@@ -20,13 +20,15 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from imagesearch.models import Image, Job
-from imagesearch.services.jobs import job_advance, job_create, job_finish, job_part_reporter, job_start
+from imagesearch.services.jobs import (
+    ChunkCommit, job_chunk_commit, job_chunk_start, job_chunks_pending, job_chunks_run, job_create, job_finish,
+    job_part_reporter,
+)
 from ranking.models import Embedding, EmbeddingChunk, ModelVersion
 from ranking.selectors import images_without_embedding
 
 logger = logging.getLogger(__name__)
 
-REFRESH_JOB_KIND = "refresh_embeddings"
 INDEX_LOCK_CLASS = 7301  # first key of this module's advisory locks
 
 
@@ -44,7 +46,7 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
         _supersede_unfinished_refresh(version)
         ids = list(images_without_embedding(version=version))
         job = job_create(
-            kind=REFRESH_JOB_KIND, total=len(ids), created_by=created_by,
+            kind=Job.Kind.REFRESH_EMBEDDINGS, total=len(ids), created_by=created_by,
             params={"version_id": version.pk, "criterion_id": version.criterion_id},
             message=f"Embedding {len(ids):,} images with version {version.pk}.",
         )
@@ -59,8 +61,7 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
         if ids and dispatch:
             from ranking.tasks import embed_chunk
 
-            chunk_ids = list(EmbeddingChunk.objects.filter(job=job).values_list("pk", flat=True))
-            transaction.on_commit(lambda: [embed_chunk.delay(c) for c in chunk_ids])
+            job_chunks_run(EmbeddingChunk, job_id=job.pk, process=embedding_chunk_process, task=embed_chunk)
     if not ids:
         embeddings_finalize(version_id=version_id, job_id=job.pk)
     return job
@@ -77,29 +78,22 @@ def _supersede_unfinished_refresh(version: ModelVersion) -> None:
         job_finish(job_id=job.pk, status=Job.Status.CANCELLED, message="Superseded by a newer refresh.")
 
 
-def _has_pending_chunks(job_id: int) -> bool:
-    return EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).exists()
-
-
 def embeddings_refresh_run_inline(*, job_id: int) -> None:
-    for chunk_id in EmbeddingChunk.objects.filter(job_id=job_id, status=EmbeddingChunk.Status.PENDING).values_list(
-        "pk", flat=True
-    ):
-        embedding_chunk_process(chunk_id=chunk_id)
+    job_chunks_run(EmbeddingChunk, job_id=job_id, process=embedding_chunk_process)
 
 
 def embedding_chunk_process(*, chunk_id: int) -> None:
     """Embed one chunk. Safe to call again (it then does nothing, or redoes the same upserts)."""
-    chunk = EmbeddingChunk.objects.select_related("version", "job").filter(pk=chunk_id).first()
-    if chunk is None or chunk.job.is_finished:  # its job was cancelled or superseded
-        return
-    if chunk.status == EmbeddingChunk.Status.DONE:
+    done = EmbeddingChunk.objects.filter(pk=chunk_id, status=EmbeddingChunk.Status.DONE).select_related("job").first()
+    if done is not None:
         # Redelivered after its worker died between marking the last chunk done and
         # finishing the job: finish it now, or the version would wait forever.
-        if not _has_pending_chunks(chunk.job_id):
-            embeddings_finalize(version_id=chunk.version_id, job_id=chunk.job_id)
+        if not done.job.is_finished and not job_chunks_pending(EmbeddingChunk, job_id=done.job_id):
+            embeddings_finalize(version_id=done.version_id, job_id=done.job_id)
         return
-    job_start(job_id=chunk.job_id)
+    chunk = job_chunk_start(EmbeddingChunk, chunk_id=chunk_id)
+    if chunk is None:  # its job was cancelled or superseded
+        return
     images = list(
         images_without_embedding(version=chunk.version).filter(pk__gte=chunk.first_image_id, pk__lte=chunk.last_image_id)
     )
@@ -108,24 +102,19 @@ def embedding_chunk_process(*, chunk_id: int) -> None:
     report = job_part_reporter(job_id=chunk.job_id, part=part, size=chunk.size,
                                pending=EmbeddingChunk.objects.filter(pk=chunk.pk, status=EmbeddingChunk.Status.PENDING))
     embedded = embed_and_store(version=chunk.version, image_ids=images, on_progress=report)
-    version_id, stored = chunk.version_id, images
-    with transaction.atomic():
-        chunk = EmbeddingChunk.objects.select_for_update().filter(pk=chunk_id).first()
-        if chunk is None:  # deleted with its cancelled job while this one embedded: what it stored stays,
-            if ModelVersion.objects.filter(pk=version_id, status=ModelVersion.Status.RETIRED).exists():
-                Embedding.objects.filter(version_id=version_id, image_id__in=stored).delete()  # unless retired
-            return
-        # Locking the job row serialises the chunks' last steps: exactly one sees none pending.
-        job = Job.objects.select_for_update().get(pk=chunk.job_id)
-        if chunk.status == EmbeddingChunk.Status.DONE or job.is_finished:
-            return
-        chunk.status = EmbeddingChunk.Status.DONE
-        chunk.embedded = embedded
-        chunk.save(update_fields=["status", "embedded"])
-        job_advance(job_id=chunk.job_id, done=chunk.size, part=part)  # takes back what was reported
-        last = not _has_pending_chunks(chunk.job_id)
-    if last:
+
+    def write(locked: EmbeddingChunk, job: Job) -> list[str]:
+        locked.embedded = embedded
+        return ["embedded"]
+
+    # the last chunk closes the job after the commit: building the index cannot run in a transaction
+    committed = job_chunk_commit(EmbeddingChunk, chunk_id=chunk_id, part=part, write=write)
+    if committed is ChunkCommit.LAST:
         embeddings_finalize(version_id=chunk.version_id, job_id=chunk.job_id)
+    elif committed is ChunkCommit.SKIPPED and ModelVersion.objects.filter(
+            pk=chunk.version_id, status=ModelVersion.Status.RETIRED).exists():
+        # its job was cancelled with the version's retirement while this ran: what it stored goes too
+        Embedding.objects.filter(version_id=chunk.version_id, image_id__in=images).delete()
 
 
 def embed_and_store(*, version: ModelVersion, image_ids: list[int],
@@ -139,7 +128,7 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int],
         return 0
     from ranking.data import iter_image_batches
     from ranking.selectors import version_model
-    from ranking.training import embed_images, resolve_device
+    from ranking.inference import embed_images, resolve_device
 
     model, params = version_model(version)
     device = resolve_device(settings.RANKING_DEVICE)
@@ -175,7 +164,7 @@ def _embed_from_cache(*, version: ModelVersion, model, image_ids: list[int], dev
     """Embed through the feature cache: the backbone runs only for images with no cached features
     (and stores them), the version's head reads the cache for all of them."""
     from ranking.services.features import features_compute, features_load
-    from ranking.training import embed_cached
+    from ranking.inference import embed_cached
 
     extractor = version.feature_extractor
     # the backbone's pass is nearly all of the time: its progress stands for the chunk's

@@ -71,7 +71,7 @@ def features_compute(
 
     from ranking.data import iter_image_batches
     from ranking.nets import shallow_input
-    from ranking.training import inference_batch_size, resolve_device, to_input
+    from ranking.inference import inference_batch_size, resolve_device, to_input
 
     missing = features_missing(extractor=extractor, image_ids=image_ids)
     if not missing:
@@ -108,11 +108,11 @@ def features_compute(
 
 
 def features_load(*, extractor: FeatureExtractor, image_ids: list[int]):
-    """The cached inputs of ``image_ids`` in that order (``ranking.training.CachedInputs``), and the
+    """The cached inputs of ``image_ids`` in that order (``ranking.inference.CachedInputs``), and the
     ids found; rows of images without features are left out."""
     import torch
 
-    from ranking.training import CachedInputs
+    from ranking.inference import CachedInputs
 
     rows = dict((image_id, (f, p)) for image_id, f, p in ImageFeature.objects.filter(
         extractor=extractor, image_id__in=image_ids).values_list("image_id", "features", "pixels").iterator(2000))

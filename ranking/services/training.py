@@ -4,7 +4,9 @@
 queues the Celery task; ``version_train`` does the work in the worker (or in
 process), writing a checkpoint each epoch so that a redelivered task resumes
 where the dead worker stopped. A trained version goes on to embed the library
-(``embeddings.embeddings_refresh_start``).
+(``embeddings.embeddings_refresh_start``). A fresh library gets its first model
+from ``first_models_start``. The hyperparameters are ``hyperparameters``'s, the
+held-out scores ``evaluation``'s, the automatic loop ``auto_retrain``'s.
 """
 
 from __future__ import annotations
@@ -12,37 +14,29 @@ from __future__ import annotations
 import logging
 import random
 import time
-import zlib
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from imagesearch.models import Image, Job
 from imagesearch.services.jobs import job_create, job_fail, job_finish, job_log, job_start
 from ranking.models import ModelVersion, SimilarityCriterion
+from ranking.services.evaluation import baseline_accuracies, judged_p_at_10, judged_p_at_10_cached, split_by_query
+from ranking.services.hyperparameters import (
+    MODEL_PARAMS,
+    RANKING_MODE_DEFAULTS,
+    hyperparameters_resolve,
+    model_params,
+    ranking_model_params,
+    resolved_backbone_mode,
+)
 from ranking.services.versions import version_status_change
 
 logger = logging.getLogger(__name__)
 
-TRAIN_JOB_KIND = {ModelVersion.Kind.PRETRAINED: "prepare_pretrained", ModelVersion.Kind.AUTOENCODER: "train_autoencoder",
-                  ModelVersion.Kind.RANKING: "train_ranking"}
-
-# Network parameters (what ``ranking.nets.build_model`` takes) per kind; the rest
-# of a version's hyperparameters configure training.
-MODEL_PARAMS = {
-    ModelVersion.Kind.PRETRAINED: ("backbone", "image_size", "weights"),
-    ModelVersion.Kind.AUTOENCODER: ("image_size", "embedding_dim", "width", "depth"),
-    ModelVersion.Kind.RANKING: ("backbone", "embedding_dim", "image_size", "weights"),  # see ranking_model_params
-}
-
-
-def model_params(kind: str, hp: dict) -> dict:
-    """The network parameters (what ``ranking.nets.build_model`` takes) of a version's hyperparameters."""
-    if kind == ModelVersion.Kind.RANKING:
-        return ranking_model_params(hp)
-    return {k: hp[k] for k in MODEL_PARAMS[kind] if k in hp}
+TRAIN_JOB_KIND = {ModelVersion.Kind.PRETRAINED: Job.Kind.PREPARE_PRETRAINED,
+                  ModelVersion.Kind.AUTOENCODER: Job.Kind.TRAIN_AUTOENCODER, ModelVersion.Kind.RANKING: Job.Kind.TRAIN_RANKING}
 
 
 # the fewest images a first model is made for: an autoencoder needs a batch to learn from; pretrained
@@ -58,38 +52,6 @@ class TrainingCancelled(Exception):
     pass
 
 
-def default_hyperparameters(kind: str) -> dict:
-    if kind == ModelVersion.Kind.PRETRAINED:
-        # ImageNet weights whenever they are on the machine (the default backbone's always are)
-        return {"backbone": settings.RANKING_PRETRAINED_BACKBONE, "weights": "imagenet",
-                "image_size": settings.RANKING_PRETRAINED_IMAGE_SIZE, "epochs": 0}
-    if kind == ModelVersion.Kind.AUTOENCODER:
-        size = settings.RANKING_AUTOENCODER_IMAGE_SIZE
-        return {"image_size": size, "embedding_dim": 64, "width": 32, "depth": 2 if size <= 32 else 4,
-                "epochs": 10, "batch_size": 128, "lr": 2e-3, "max_images": settings.RANKING_TRAIN_MAX_IMAGES,
-                "seed": 0}
-    return {
-        "backbone": settings.RANKING_BACKBONE, "weights": settings.RANKING_BACKBONE_WEIGHTS or None,
-        "embedding_dim": 256, "image_size": settings.RANKING_IMAGE_SIZE,
-        # "frozen": the head learns on cached features (minutes on a CPU); "fine_tune": then the backbone's
-        # last stages too, on the images; "full": the whole network on the images (random weights: from
-        # scratch); "auto": frozen on a CPU, fine_tune on a GPU
-        "backbone_mode": "auto", "hidden_dim": 512, "shallow_channels": 96, "shallow": True,
-        "fine_tune_epochs": 5, "fine_tune_stages": 1, "fine_tune_lr_scale": 0.1,
-        # None: by backbone mode (RANKING_MODE_DEFAULTS)
-        "epochs": 30, "batch_size": 64, "lr": None,
-        "margin": None, "in_batch_weight": None, "in_batch_loss": "softmax", "temperature": 0.1,
-        # self-supervised (SimCLR) epochs on the library before the first ranking version;
-        # off by default: on a CPU it costs more than it gained here (docs/benchmarks.md)
-        "pretrain_epochs": 0, "pretrain_batch_size": 256,
-        "pretrain_lr": 2e-3, "max_images": settings.RANKING_TRAIN_MAX_IMAGES, "val_fraction": 0.1,
-        "min_train_triplets": 20, "patience": 0, "seed": 0,
-        # which judgments: labelers below this gold accuracy left out (None: LABELING_MIN_GOLD_ACCURACY),
-        # and only these sources (empty: all)
-        "min_gold_accuracy": None, "judgment_sources": [],
-    }
-
-
 def training_start(
     *,
     criterion: SimilarityCriterion,
@@ -100,12 +62,7 @@ def training_start(
     dispatch: bool = True,
 ) -> ModelVersion:
     """Record a new version and its training job; with ``dispatch``, queue the training task."""
-    if kind not in MODEL_PARAMS:
-        raise ValueError(f"unknown model kind {kind!r}")
-    params = {**default_hyperparameters(kind), **(hyperparameters or {})}
-    unknown = set(params) - set(default_hyperparameters(kind))
-    if unknown:
-        raise ValueError(f"unknown hyperparameters for {kind}: {', '.join(sorted(unknown))}")
+    params = hyperparameters_resolve(kind=kind, hyperparameters=hyperparameters)
     if kind == ModelVersion.Kind.RANKING and parent is None:
         parent = _latest_ranking_version(criterion)
     with transaction.atomic():
@@ -363,45 +320,6 @@ def _train_autoencoder(version: ModelVersion):
     return model, {"train_history": result.history, "images": len(ids), "resumed_from_epoch": result.resumed_from_epoch}
 
 
-# What the hyperparameters left at None become, by backbone mode (bench.quality on Fashion-MNIST,
-# docs/benchmarks.md). In-batch negatives help a network learning its features (P@10 0.826 against
-# 0.74–0.78 without) but hurt a head on frozen features (0.81 against 0.83), whose in-batch
-# neighbours share the query's class far more often; the head also wants a wider margin and a
-# gentler learning rate (0.852 against 0.834 with the network's 0.2 and 1e-3).
-RANKING_MODE_DEFAULTS = {
-    "full": {"lr": 1e-3, "margin": 0.2, "in_batch_weight": 1.0},
-    "frozen": {"lr": 3e-4, "margin": 0.8, "in_batch_weight": 0.0},  # fine_tune's head phase too
-}
-
-
-def ranking_model_params(hp: dict) -> dict:
-    """What ``ranking.nets.build_model("ranking", ...)`` takes for these hyperparameters.
-
-    A frozen or fine-tuned backbone gets the pretrained multi-scale network (``PretrainedRankingNet``);
-    "full" the network trained whole, as before pretrained backbones (``DeepRankingNet``).
-    """
-    if hp.get("backbone_mode", "full") == "full":
-        return {k: hp[k] for k in ("backbone", "embedding_dim", "image_size", "weights")}
-    return {"network": "pretrained", **{k: hp[k] for k in (
-        "backbone", "image_size", "weights", "embedding_dim", "hidden_dim", "shallow_channels", "shallow")}}
-
-
-def resolved_backbone_mode(hp: dict, device_type: str | None = None) -> str:
-    """"auto" becomes what fits the device ("cpu" or "cuda"; by default RANKING_DEVICE's): the frozen
-    backbone (head on cached features) on a CPU, fine-tuning on a GPU."""
-    mode = hp.get("backbone_mode", "full")
-    if mode != "auto":
-        return mode
-    return "fine_tune" if (device_type or training_device_type()) == "cuda" else "frozen"
-
-
-def training_device_type() -> str:
-    """"cuda" or "cpu": what training runs on (RANKING_DEVICE), as far as this machine can tell."""
-    from ranking.training import resolve_device
-
-    return resolve_device(settings.RANKING_DEVICE).type
-
-
 def _train_ranking(version: ModelVersion):
     import torch
 
@@ -499,9 +417,9 @@ def _train_ranking_head(version: ModelVersion, model, train, val, metrics: dict)
                 and tuned.best_accuracy < result.best_accuracy:
             job_log(job_id=version.training_job_id, line="Fine-tuning did not beat the frozen backbone on the "
                     "held-out triplets; kept anyway (the head alone is one click away: backbone_mode=frozen).")
-        metrics["val_p_at_10"] = _judged_p_at_10(model, images, as_index(val))
+        metrics["val_p_at_10"] = judged_p_at_10(model, images, as_index(val))
     else:
-        metrics["val_p_at_10"] = _judged_p_at_10_cached(model, inputs, as_index(val))
+        metrics["val_p_at_10"] = judged_p_at_10_cached(model, inputs, as_index(val))
     metrics.update({"train_triplets": len(train), "val_triplets": len(val),
                     "baseline_val_accuracy": baseline_accuracies(criterion=version.criterion, triplets=val)})
     return metrics
@@ -532,119 +450,10 @@ def _train_ranking_full(version: ModelVersion, model, train, val, triplets, star
     result = fit_ranking(model, images, as_index(train), cfg, as_index(val),
                          on_epoch=_progress(version, "train", hp["epochs"]))
     metrics.update({
-        "val_p_at_10": _judged_p_at_10(model, images, as_index(val)),
+        "val_p_at_10": judged_p_at_10(model, images, as_index(val)),
         "train_history": result.history, "train_triplets": len(train), "val_triplets": len(val),
         "val_accuracy": result.best_accuracy, "best_epoch": result.best_epoch,
         "resumed_from_epoch": result.resumed_from_epoch,
         "baseline_val_accuracy": baseline_accuracies(criterion=version.criterion, triplets=val),
     })
     return metrics
-
-
-def _judged_p_at_10_cached(model, inputs, val) -> float | None:
-    import math
-
-    from ranking.training import embed_cached, judged_precision_at_k, resolve_device
-
-    if len(val) == 0:
-        return None
-    value = judged_precision_at_k(embed_cached(model, inputs, resolve_device(settings.RANKING_DEVICE)), val)
-    return None if math.isnan(value) else round(value, 4)
-
-
-def _judged_p_at_10(model, images, val) -> float | None:
-    """P@10 on the held-out queries' judged images (``ranking.training.judged_precision_at_k``)."""
-    import math
-
-    import torch
-
-    from ranking.training import embed_images, judged_precision_at_k, resolve_device
-
-    if len(val) == 0:
-        return None
-    used = sorted({int(i) for i in val.flatten().tolist()})
-    vectors = torch.zeros(len(images), model.embedding_dim)
-    vectors[used] = embed_images(model, images[torch.tensor(used)], resolve_device(settings.RANKING_DEVICE))
-    value = judged_precision_at_k(vectors, val)
-    return None if math.isnan(value) else round(value, 4)
-
-
-def split_by_query(triplets: list[tuple[int, int, int]], val_fraction: float, seed: int):
-    """Hold out every triplet of a random ``val_fraction`` of the query images.
-
-    Splitting by query, not by triplet, keeps the held-out measure honest: no
-    held-out query was seen as an anchor in training. (Candidates may still be
-    held-out queries of other triplets.)
-    """
-    queries = sorted({q for q, _, _ in triplets})
-    held = {q for q in queries if _held_out(q, val_fraction, seed)}
-    if not held and val_fraction > 0 and len(queries) > 1:
-        # few queries may all hash above the cut: hold out the lowest, still decided by ids alone
-        held = {min(queries, key=lambda q: _query_hash(q, seed))}
-    train = [t for t in triplets if t[0] not in held]
-    val = [t for t in triplets if t[0] in held]
-    return train, val
-
-
-def _held_out(query_id: int, val_fraction: float, seed: int) -> bool:
-    """Whether a query image is held out: decided by its id alone, so the split stays put as
-    judgments accumulate, and a version continuing from its parent is not scored on the
-    parent's training queries."""
-    return _query_hash(query_id, seed) < val_fraction * 10_000
-
-
-def _query_hash(query_id: int, seed: int) -> int:
-    return zlib.crc32(f"{seed}:{query_id}".encode()) % 10_000
-
-
-def baseline_accuracies(*, criterion: SimilarityCriterion, triplets: list[tuple[int, int, int]]) -> dict:
-    """Held-out triplet accuracy of the criterion's active version and newest baselines (pretrained features,
-    autoencoder), from stored embeddings."""
-    from ranking.selectors import triplet_accuracy_of_version
-
-    out = {}
-    active = ModelVersion.objects.filter(criterion=criterion, status=ModelVersion.Status.ACTIVE).first()
-
-    def newest(kind: str) -> ModelVersion | None:
-        return ModelVersion.objects.filter(criterion=criterion, kind=kind,
-                                           status__in=ModelVersion.EMBEDDED_STATUSES).order_by("-pk").first()
-
-    baselines = (("active", active), ("pretrained", newest(ModelVersion.Kind.PRETRAINED)),
-                 ("autoencoder", newest(ModelVersion.Kind.AUTOENCODER)))
-    for key, version in baselines:
-        if version is not None:
-            out[key] = triplet_accuracy_of_version(version=version, triplets=triplets)
-    return out
-
-
-def training_start_if_due(*, criterion_id: int) -> ModelVersion | None:
-    """The automatic loop: start a deep-ranking version once ``auto_retrain_after`` judgments arrived
-    since the last one was started. One at a time: nothing while a version trains or embeds.
-
-    The new version is embedded when trained and activated only if it beats the active one on the
-    held-out judged triplets (``versions.version_auto_activate``); each step is a Job with its log.
-    """
-    from labeling.models import TripletJudgment
-
-    with transaction.atomic():
-        criterion = SimilarityCriterion.objects.select_for_update().filter(pk=criterion_id).first()
-        if criterion is None or not criterion.auto_retrain_after:
-            return None
-        unfinished = [s for s in Job.Status.values if s not in Job.FINISHED]
-        busy = criterion.versions.filter(
-            Q(status=ModelVersion.Status.TRAINING, training_job__status__in=unfinished)
-            | Q(status=ModelVersion.Status.EMBEDDING, embedding_job__status__in=unfinished))
-        if busy.exists():
-            return None
-        last = criterion.versions.filter(kind=ModelVersion.Kind.RANKING).order_by("-pk").first()
-        new = TripletJudgment.objects.filter(triplet__criterion=criterion)
-        if last is not None:
-            new = new.filter(created_at__gt=last.created_at)
-        arrived = new.count()
-        if arrived < criterion.auto_retrain_after:
-            return None
-        version = training_start(criterion=criterion, kind=ModelVersion.Kind.RANKING)
-        Job.objects.filter(pk=version.training_job_id).update(params={**version.training_job.params, "automatic": True})
-        job_log(job_id=version.training_job_id, line=f"Started automatically: {arrived} new judgments since "
-                + (f"version {last.pk}." if last else "the start."))
-    return version

@@ -128,7 +128,7 @@ def _compare_with_serving(version: ModelVersion, active: ModelVersion) -> tuple[
     """(activate?, the verdict) for a ranking version against the active one and the baselines."""
     from labeling.selectors import training_triplets
     from ranking.selectors import triplet_outcomes
-    from ranking.services.training import split_by_query
+    from ranking.services.evaluation import split_by_query
 
     hp = version.hyperparameters
     _, held_out = split_by_query(

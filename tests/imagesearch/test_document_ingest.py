@@ -15,7 +15,7 @@ from django.core.management import call_command
 from bench.pdfgen import PdfBuilder, encrypt_pdf, jpeg_photo, scanned_pdf
 from imagesearch import documents, storage
 from imagesearch.models import Document, Image, IngestChunk, Job, JobIssue
-from imagesearch.services.ingest import ingest_chunk_process, ingest_job_create, ingest_job_run_inline
+from imagesearch.services.ingest import ingest_chunk_process, ingest_job_create, ingest_job_run
 from imagesearch.services.library import media_sweep_orphans
 from tests import images
 
@@ -126,9 +126,9 @@ def test_an_image_already_in_the_library_stays_where_it_is_and_the_document_stil
     (tmp_path / "photo.jpg").write_bytes(photo)
     (tmp_path / "a.pdf").write_bytes(report_pdf(3, seed=1))
     job = ingest_job_create(paths=[tmp_path / "photo.jpg"])
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     job = ingest_job_create(paths=[tmp_path / "a.pdf"])
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     document = Document.objects.get()
     assert list(document.images.values_list("page_number", flat=True).order_by("page_number")) == [2, 3]
     assert Image.objects.get(sha256=Image.objects.get(document=None).sha256).document is None
@@ -189,7 +189,7 @@ def test_a_picture_committed_by_another_worker_meanwhile_stays_theirs_and_the_do
 ):
     """The chunk's two-statement insert collides; the items then go in one by one, each in a savepoint."""
     from imagesearch.models import Collection
-    from imagesearch.services import ingest
+    from imagesearch.services import import_rows, ingest
 
     (tmp_path / "a.pdf").write_bytes(report_pdf(2, seed=11))
     (tmp_path / "b.pdf").write_bytes(report_pdf(1, seed=12))
@@ -197,11 +197,11 @@ def test_a_picture_committed_by_another_worker_meanwhile_stays_theirs_and_the_do
     photo = jpeg_photo(320, 240, seed=1100)  # page 1 of a.pdf
     # another worker commits the photo after this chunk looked for it in the library
     ingest.image_ingest_bytes(data=photo, original_name="photo.jpg", collection=Collection.objects.create(name="O"))
-    monkeypatch.setattr(ingest, "_shas_in_library", lambda shas: set())
+    monkeypatch.setattr(import_rows, "_shas_in_library", lambda shas: set())
     one_by_one = []
-    real_insert = ingest._insert
-    monkeypatch.setattr(ingest, "_insert", lambda item, **kw: one_by_one.append(item.source) or real_insert(item, **kw))
-    ingest_job_run_inline(job_id=job.pk)
+    real_insert = import_rows.rows_insert_item
+    monkeypatch.setattr(import_rows, "rows_insert_item", lambda item, **kw: one_by_one.append(item.source) or real_insert(item, **kw))
+    ingest_job_run(job_id=job.pk, inline=True)
     assert len(one_by_one) == 2  # the fallback ran
     a = Document.objects.get(original_name="a.pdf")
     assert list(a.images.values_list("page_number", flat=True)) == [2]

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 from bench.pdfgen import encrypt_pdf
 from imagesearch import storage
 from imagesearch.models import Document, IngestChunk, Job
-from imagesearch.services.ingest import image_ingest_bytes, ingest_job_run_inline
+from imagesearch.services.ingest import image_ingest_bytes, ingest_job_run
 from tests import images
 from tests.factories import CollectionFactory, UserFactory
 from tests.imagesearch.test_document_ingest import report_pdf
@@ -92,7 +92,7 @@ def test_uploading_documents_on_the_documents_page_starts_an_import_shown_with_i
     job = Job.objects.get()
     assert IngestChunk.objects.filter(job=job).count() == 1  # two small documents: one task
     with django_capture_on_commit_callbacks(execute=True):
-        ingest_job_run_inline(job_id=job.pk)  # what the workers do
+        ingest_job_run(job_id=job.pk, inline=True)  # what the workers do
     html = analyst.get("/documents/").content.decode()
     assert "Imported 1 document and 2 images; 0 already in the library; 1 failed." in html
     assert "locked.pdf" in html and "encrypted PDF" in html
@@ -120,7 +120,7 @@ def test_the_upload_api_answers_with_the_job_and_the_imports_api_follows_it(anal
     assert response.status_code == 202
     job_id = response.json()["id"]
     assert response.json()["status"] == "queued" and response.json()["progress_total"] == 3
-    ingest_job_run_inline(job_id=job_id)
+    ingest_job_run(job_id=job_id, inline=True)
     (job,) = analyst.get("/api/documents/imports/").json()
     assert job["id"] == job_id and job["status"] == "succeeded"
     assert (job["result"]["documents"], job["result"]["imported"], job["result"]["failed"]) == (2, 3, 1)

@@ -14,8 +14,8 @@ from PIL import Image as PILImage
 
 from imagesearch import sources, storage
 from imagesearch.models import Document, Image, IngestChunk, Job, JobIssue
-from imagesearch.services import ingest
-from imagesearch.services.ingest import ingest_chunk_process, ingest_job_create, ingest_job_run_inline
+from imagesearch.services import import_files, ingest
+from imagesearch.services.ingest import ingest_chunk_process, ingest_job_create, ingest_job_run
 from imagesearch.services.jobs import job_fail
 from tests import hostile, images
 from tests.factories import UserFactory
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 
 def import_inline(*paths, **options) -> Job:
     job = ingest_job_create(paths=paths, **options)
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     job.refresh_from_db()
     return job
 
@@ -47,7 +47,7 @@ def test_a_zip_member_name_too_long_for_the_library_is_shortened_and_every_pictu
     assert len(image.original_name) == 500 and image.original_name.startswith("xxx")
     assert image.original_name.endswith("….png")
     (source, message), = issues(job).items()
-    assert source == f"{archive}!/{long_name} (name)" and message == ingest.NAME_SHORTENED.format(
+    assert source == f"{archive}!/{long_name} (name)" and message == import_files.NAME_SHORTENED.format(
         what="name", limit=500, length=len(os.path.basename(long_name)))
 
 
@@ -59,7 +59,7 @@ def test_a_folder_name_too_long_for_a_label_gives_a_shortened_label_to_each_of_i
     job = import_inline(tmp_path, label_from_folder=True)
     assert job.result["imported"] == 6 and job.result["failed"] == 0
     assert set(Image.objects.values_list("label", flat=True)) == {"f" * 199 + "…"}
-    assert set(issues(job).values()) == {ingest.NAME_SHORTENED.format(what="label", limit=200, length=230)}
+    assert set(issues(job).values()) == {import_files.NAME_SHORTENED.format(what="label", limit=200, length=230)}
 
 
 @pytest.mark.parametrize("command", ["import_images", "import_documents"])
@@ -98,13 +98,13 @@ def test_no_row_of_a_chunk_is_committed_once_its_job_has_failed(tmp_path, monkey
         archive.writestr("scan.tif", images.multipage_tiff(pages=3, seed=55))
         archive.writestr("photo.jpg", images.jpeg(seed=56))
     job = ingest_job_create(paths=[tmp_path / "batch.zip"])
-    real_read = ingest.read_source
+    real_read = import_files.read_source
 
     def read_while_the_job_fails(item, **kwargs):
         job_fail(job_id=job.pk, exc=RuntimeError("a bug in another chunk"))
         return real_read(item, **kwargs)
 
-    monkeypatch.setattr(ingest, "read_source", read_while_the_job_fails)
+    monkeypatch.setattr(import_files, "read_source", read_while_the_job_fails)
     for chunk in IngestChunk.objects.filter(job=job).order_by("index"):
         ingest_chunk_process(chunk_id=chunk.pk)
     job.refresh_from_db()
@@ -138,7 +138,7 @@ def test_a_fifo_swapped_in_after_the_listing_is_refused_without_waiting(tmp_path
     for name in ("a.jpg", "b.zip"):
         (tmp_path / name).unlink()
         hostile.fifo(tmp_path / name)
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     job.refresh_from_db()
     not_regular = sources.NOT_REGULAR.format(kind="a FIFO (named pipe)")
     assert issues(job) == {str(tmp_path / "a.jpg"): not_regular, f"{tmp_path / 'b.zip'}!/inside.jpg": not_regular}
@@ -216,7 +216,7 @@ def test_a_multipage_tiff_upload_becomes_an_import_job_and_a_small_image_is_impo
     assert results["photo.png"]["status"] == "imported"
     assert results["scan.tif"]["status"] == "queued" and f"#{body['job']['id']}" in results["scan.tif"]["message"]
     assert not Document.objects.exists()  # not in this request: the workers import it
-    ingest_job_run_inline(job_id=body["job"]["id"])
+    ingest_job_run(job_id=body["job"]["id"], inline=True)
     document = Document.objects.get()
     assert document.page_count == 3 and set(document.images.values_list("label", flat=True)) == {"survey"}
 
@@ -227,7 +227,7 @@ def test_a_large_image_upload_becomes_an_import_job(uploader, monkeypatch):
     assert len(big) > 5_000
     response = uploader.post("/api/images/upload/", {"files": [SimpleUploadedFile("big.jpg", big)]})
     assert response.status_code == 202 and response.json()["results"][0]["status"] == "queued"
-    ingest_job_run_inline(job_id=response.json()["job"]["id"])
+    ingest_job_run(job_id=response.json()["job"]["id"], inline=True)
     assert Image.objects.get().original_name == "big.jpg"
 
 

@@ -12,8 +12,8 @@ from django.core.management import call_command
 
 from imagesearch import imaging, sources, storage
 from imagesearch.models import Document, Image, IngestChunk, Job, JobIssue
-from imagesearch.services import ingest
-from imagesearch.services.ingest import ingest_chunk_process, ingest_job_create, ingest_job_run_inline
+from imagesearch.services import import_files, ingest
+from imagesearch.services.ingest import ingest_chunk_process, ingest_job_create, ingest_job_run
 from imagesearch.services.library import image_delete, media_sweep_orphans
 from tests import images
 from tests.factories import make_image
@@ -79,7 +79,7 @@ def test_zip_archives_are_imported_with_folder_labels(tmp_path):
         zf.writestr("bags/b.png", images.png(seed=2))
         zf.writestr("readme.txt", "hello")
     job = ingest_job_create(paths=[archive], label_from_folder=True)
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     assert sorted(Image.objects.values_list("label", "source_path")) == [
         ("bags", f"{archive}!/bags/b.png"), ("shoes", f"{archive}!/shoes/a.jpg"),
     ]
@@ -101,7 +101,7 @@ def test_oversized_files_are_refused_without_being_read(tmp_path, settings):
     settings.IMAGE_MAX_BYTES = 1000
     (tmp_path / "big.jpg").write_bytes(images.jpeg(seed=5, width=800, height=600))
     job = ingest_job_create(paths=[tmp_path])
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     assert Image.objects.count() == 0
     assert "file too large" in JobIssue.objects.get().message
 
@@ -109,7 +109,7 @@ def test_oversized_files_are_refused_without_being_read(tmp_path, settings):
 def test_multipage_tiff_becomes_a_document_with_one_image_per_page(tmp_path):
     (tmp_path / "scan.tif").write_bytes(images.multipage_tiff(pages=3))
     job = ingest_job_create(paths=[tmp_path])
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     document = Document.objects.get()
     assert (document.title, document.page_count, document.media_type) == ("scan", 3, "image/tiff")
     assert list(document.images.order_by("page_number").values_list("page_number", flat=True)) == [1, 2, 3]
@@ -139,7 +139,7 @@ def test_interrupted_chunk_leaves_no_rows_and_no_files(tmp_path, monkeypatch):
     for i in range(4):
         (tmp_path / f"{i}.jpg").write_bytes(images.jpeg(seed=300 + i))
     job = ingest_job_create(paths=[tmp_path])
-    real_read = ingest.read_source
+    real_read = import_files.read_source
     calls = []
 
     def read_then_interrupt(item, **kwargs):
@@ -148,13 +148,13 @@ def test_interrupted_chunk_leaves_no_rows_and_no_files(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # Ctrl-C while the third file is read
         return real_read(item, **kwargs)
 
-    monkeypatch.setattr(ingest, "read_source", read_then_interrupt)
+    monkeypatch.setattr(import_files, "read_source", read_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        ingest_job_run_inline(job_id=job.pk)
+        ingest_job_run(job_id=job.pk, inline=True)
     assert Image.objects.count() == 0
     assert not [p for p in storage.media_path("").rglob("*") if p.is_file()]
-    monkeypatch.setattr(ingest, "read_source", real_read)
-    ingest_job_run_inline(job_id=job.pk)  # running it again finishes the job
+    monkeypatch.setattr(import_files, "read_source", real_read)
+    ingest_job_run(job_id=job.pk, inline=True)  # running it again finishes the job
     assert Image.objects.count() == 4
 
 
@@ -186,7 +186,7 @@ def test_upload_of_known_bytes_is_a_duplicate():
     image = make_image()
     data = storage.media_path(image.file.name).read_bytes()
     outcome = ingest.image_ingest_bytes(data=data, original_name="again.jpg", collection=image.collection)
-    assert outcome.status == ingest.DUPLICATE
+    assert outcome.status == import_files.DUPLICATE
 
 
 def test_a_source_item_whose_name_is_not_text_travels_in_json_and_back_unchanged():

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from imagesearch.models import IngestChunk, Job
-from imagesearch.services.ingest import ingest_job_create, ingest_job_run_inline
+from imagesearch.services.ingest import ingest_job_create, ingest_job_run
 from imagesearch.services.jobs import (
     PARTS_UNDER_WAY, job_advance, job_create, job_finish, job_part_reporter, job_report_part,
 )
@@ -46,7 +46,7 @@ def test_a_54_photo_import_in_one_chunk_shows_progress_before_it_ends(tmp_path, 
     job = ingest_job_create(paths=[folder])
     assert IngestChunk.objects.filter(job=job).count() == 1
 
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
 
     seen = progress_seen()
     assert any(0 < done < 54 for done in seen), seen  # the bar left 0 % before the chunk committed

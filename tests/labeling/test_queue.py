@@ -27,12 +27,11 @@ from labeling.services.quality import NO_MAJORITY, gold_make
 from labeling.services.triplets import (
     informative_pair,
     triplet_candidates_active,
-    triplet_get_or_create,
     triplets_refill,
 )
 from labeling.tasks import refill_triplets
 from ranking.services.criteria import criterion_create
-from tests.factories import UserFactory
+from tests.factories import UserFactory, make_triplet
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +43,7 @@ def labelers(db):
 
 def _triplets(criterion, library, n):
     v, h = library["v"], library["h"]
-    return [triplet_get_or_create(criterion=criterion, query_id=v[i], candidate_ids=(v[i + 1], h[i]))
+    return [make_triplet(criterion=criterion, query=v[i], candidates=(v[i + 1], h[i]))
             for i in range(n)]
 
 

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 
 from imagesearch.models import Image
 from labeling.models import TripletJudgment
-from labeling.services.judgments import INVALID_ANSWER, judgment_record
+from labeling.services.judgments import INVALID_ANSWER
 from labeling.services.transfer import (
     BAD_CREATED_AT,
     BAD_SECONDS,
@@ -31,9 +31,8 @@ from labeling.services.transfer import (
     judgments_export,
     judgments_import,
 )
-from labeling.services.triplets import triplet_get_or_create
 from ranking.services.criteria import criterion_create
-from tests.factories import UserFactory
+from tests.factories import UserFactory, make_judgment
 
 pytestmark = pytest.mark.django_db
 
@@ -54,9 +53,9 @@ def judged(criterion, stripes_library):
         ((h[4], (h[5], v[5])), "a", None, None),
     ]
     for i, ((query, candidates), answer, user, seconds) in enumerate(answers):
-        triplet = triplet_get_or_create(criterion=criterion, query_id=query, candidate_ids=candidates)
-        judgment = judgment_record(triplet=triplet, answer=answer, user=user, seconds=seconds,
-                                   source=TripletJudgment.Source.SEARCH_FEEDBACK if user is None else "labeling")
+        judgment = make_judgment(criterion=criterion, query=query, candidates=candidates, answer=answer, user=user,
+                                 seconds=seconds,
+                                 source=TripletJudgment.Source.SEARCH_FEEDBACK if user is None else "labeling")
         TripletJudgment.objects.filter(pk=judgment.pk).update(created_at=START + timedelta(hours=i))
     return criterion
 

@@ -13,7 +13,7 @@ from imagesearch.services.jobs import job_log, jobs_fail_orphaned
 from ranking.models import ModelVersion
 from ranking.services.training import training_start, version_train
 from tests.conftest import TINY_AUTOENCODER
-from tests.factories import UserFactory
+from tests.factories import UserFactory, make_judgment
 
 pytestmark = pytest.mark.django_db
 
@@ -140,24 +140,20 @@ def test_a_running_job_of_a_vanished_worker_is_failed_not_left_running(criterion
 
 def test_the_automatic_loop_retrains_after_enough_new_judgments(client, admin, criterion, autoencoder,
                                                                 stripes_library, django_capture_on_commit_callbacks):
-    from labeling.services.judgments import judgment_record
-    from labeling.services.triplets import triplet_get_or_create
-    from ranking.services.training import training_start_if_due
+    from ranking.services.auto_retrain import training_start_if_due
 
     _action(client, criterion, action="set_auto_retrain", auto_retrain_after="3")
     criterion.refresh_from_db()
     assert criterion.auto_retrain_after == 3
     v, h = stripes_library["v"], stripes_library["h"]
     for i in range(2):
-        judgment_record(triplet=triplet_get_or_create(criterion=criterion, query_id=v[i], candidate_ids=(v[i + 5], h[i])),
-                        answer="a" if v[i + 5] < h[i] else "b", source="simulated")
+        make_judgment(criterion=criterion, query=v[i], candidates=(v[i + 5], h[i]), closer=v[i + 5])
     assert training_start_if_due(criterion_id=criterion.pk) is None  # 2 of 3
     from django.core.cache import cache
 
     cache.clear()  # the once-a-minute throttle
     with django_capture_on_commit_callbacks() as callbacks:
-        judgment_record(triplet=triplet_get_or_create(criterion=criterion, query_id=v[3], candidate_ids=(v[7], h[3])),
-                        answer="a" if v[7] < h[3] else "b", source="simulated")
+        make_judgment(criterion=criterion, query=v[3], candidates=(v[7], h[3]), closer=v[7])
     assert len(callbacks) == 1  # the check is queued, after the judgment commits
     version = training_start_if_due(criterion_id=criterion.pk)
     assert version is not None and version.kind == "ranking"
@@ -265,17 +261,13 @@ def test_pretrained_features_are_added_from_the_dashboard_and_say_what_they_star
 
 def test_the_training_form_fits_the_cpu_and_estimates_the_time_and_the_activation_minimum(
         client, admin, criterion, stripes_library, settings):
-    from labeling.services.judgments import judgment_record
-    from labeling.services.triplets import triplet_get_or_create
-
     settings.RANKING_ACTIVATION_MIN_TRIPLETS = 100
     v, h = stripes_library["v"], stripes_library["h"]
 
     def judge(count):
         # queries take turns, so that the split by query leaves some for training whatever the image ids
         for q, p, o in [(q, p, o) for o in h for p in v for q in v if p != q][:count]:
-            triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
-            judgment_record(triplet=triplet, answer="a" if triplet.candidate_a_id == p else "b", user=None)
+            make_judgment(criterion=criterion, query=q, candidates=(p, o), closer=p, source="labeling")
 
     judge(8)
     page = client.get("/dashboard/").content.decode()

@@ -8,8 +8,6 @@ from django.db import IntegrityError, connection, transaction
 
 from imagesearch.models import Image, Job
 from labeling.models import Triplet, TripletJudgment
-from labeling.services.judgments import judgment_record
-from labeling.services.triplets import triplet_get_or_create
 from ranking.models import Embedding, EmbeddingChunk, ImageFeature, ModelVersion
 from ranking.selectors import active_version, embed_file, embedding_vectors, nearest_images
 from ranking.services.embeddings import (
@@ -21,7 +19,7 @@ from ranking.services.embeddings import (
 from ranking.services.training import training_start, version_train
 from ranking.services.versions import ActivationRefused, version_activate, version_retire
 from tests import images
-from tests.factories import make_image
+from tests.factories import ModelVersionFactory, make_image, make_judgment
 from tests.conftest import TINY_AUTOENCODER, TINY_RANKING, TINY_RANKING_FULL
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +81,7 @@ def test_search_by_an_uploaded_file_that_is_not_in_the_library(autoencoder, tmp_
 
 def test_the_database_allows_one_active_version_per_criterion(autoencoder, criterion):
     with pytest.raises(IntegrityError), transaction.atomic():
-        ModelVersion.objects.create(criterion=criterion, kind="autoencoder", status=ModelVersion.Status.ACTIVE)
+        ModelVersionFactory(criterion=criterion, kind="autoencoder", status=ModelVersion.Status.ACTIVE)
 
 
 def _second_autoencoder(criterion):
@@ -162,9 +160,7 @@ def _judge_by_label(criterion, library, n, user=None):
         q, p, o = query[i % 8], same[(i + 1 + i // 8) % 8], other[(i * 3) % 8]
         if p == q:
             continue
-        triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
-        answer = "a" if triplet.candidate_a_id == p else "b"
-        judgment_record(triplet=triplet, answer=answer, user=user, source=TripletJudgment.Source.SIMULATED)
+        make_judgment(criterion=criterion, query=q, candidates=(p, o), closer=p, user=user)
 
 
 def test_ranking_version_trains_from_judgments_and_records_its_metrics(autoencoder, criterion, stripes_library):
@@ -230,7 +226,7 @@ def test_a_new_refresh_supersedes_one_whose_worker_died(autoencoder, criterion):
 @pytest.mark.parametrize("kind, job_kind", [("pretrained", "prepare_pretrained"), ("autoencoder", "train_autoencoder")])
 def test_the_first_import_queues_a_first_model_for_criteria_without_one(criterion, settings, monkeypatch, tmp_path,
                                                                         kind, job_kind):
-    from imagesearch.services.ingest import ingest_job_create, ingest_job_run_inline
+    from imagesearch.services.ingest import ingest_job_create, ingest_job_run
     from ranking.services import training
 
     settings.RANKING_AUTO_TRAIN = True
@@ -239,13 +235,13 @@ def test_the_first_import_queues_a_first_model_for_criteria_without_one(criterio
     for i in range(5):
         (tmp_path / f"{i}.png").write_bytes(images.stripes(i % 2 == 0, seed=600 + i))
     job = ingest_job_create(paths=[str(tmp_path)], collection_name="First")
-    ingest_job_run_inline(job_id=job.pk)
+    ingest_job_run(job_id=job.pk, inline=True)
     version = ModelVersion.objects.get()
     assert version.kind == kind and version.status == ModelVersion.Status.TRAINING
     assert Job.objects.get(pk=version.training_job_id).kind == job_kind
 
     (tmp_path / "more.png").write_bytes(images.stripes(True, seed=700))
-    ingest_job_run_inline(job_id=ingest_job_create(paths=[str(tmp_path)], collection_name="First").pk)
+    ingest_job_run(job_id=ingest_job_create(paths=[str(tmp_path)], collection_name="First").pk, inline=True)
     assert ModelVersion.objects.count() == 1  # a criterion with a model gets no second one unasked
 
 
@@ -301,15 +297,13 @@ def _judged_triplets(criterion, library, count):
                 for o in library[other_class]:
                     if p == q or made >= count:
                         continue
-                    triplet = triplet_get_or_create(criterion=criterion, query_id=q, candidate_ids=(p, o))
-                    judgment_record(triplet=triplet, answer="a" if triplet.candidate_a_id == p else "b",
-                                    source=TripletJudgment.Source.SIMULATED)
+                    make_judgment(criterion=criterion, query=q, candidates=(p, o), closer=p)
                     made += 1
 
 
 def _version_with_vectors(criterion, kind, status, vectors: dict) -> ModelVersion:
-    version = ModelVersion.objects.create(criterion=criterion, kind=kind, status=status, index_name="x",
-                                          embedding_dim=2, hyperparameters={"val_fraction": 1.0, "seed": 0})
+    version = ModelVersionFactory(criterion=criterion, kind=kind, status=status, index_name="x", embedding_dim=2,
+                                  hyperparameters={"val_fraction": 1.0, "seed": 0})
     Embedding.objects.bulk_create(Embedding(version=version, image_id=i, vector=v) for i, v in vectors.items())
     return version
 

@@ -10,7 +10,9 @@ import torchvision
 
 from ranking.checkpoints import load_checkpoint, load_model, save_model
 from ranking.nets import ConvAutoencoder, DeepRankingNet
-from ranking.training import TrainConfig, embed_images, fit_autoencoder, fit_ranking, triplet_accuracy
+from ranking.inference import embed_images
+from ranking.metrics import triplet_accuracy
+from ranking.training import TrainConfig, fit_autoencoder, fit_ranking
 
 
 def _images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -129,7 +131,7 @@ def test_saved_models_reload_with_weights_only_and_embed_identically(tmp_path):
 
 
 def test_judged_precision_at_k_on_condensed_lists():
-    from ranking.training import judged_precision_at_k
+    from ranking.metrics import judged_precision_at_k
 
     # query 0 at (1, 0); image 1 near it, 2 farther, 3 opposite
     vectors = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [-1.0, 0.0]])

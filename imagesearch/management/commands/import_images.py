@@ -8,12 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from imagesearch.models import Job
-from imagesearch.services.ingest import (
-    DEFAULT_COLLECTION,
-    ingest_job_create,
-    ingest_job_dispatch,
-    ingest_job_run_inline,
-)
+from imagesearch.services.ingest import ingest_job_create, ingest_job_run
+from imagesearch.services.library import DEFAULT_COLLECTION
 from imagesearch.services.jobs import job_cancel, job_wait
 from imagesearch.workers import workers_online
 
@@ -52,9 +48,9 @@ class Command(BaseCommand):
         bar = tqdm(total=job.progress_total, unit=self.unit, desc="Importing", file=sys.stderr, smoothing=0.1)
         try:
             if inline:
-                ingest_job_run_inline(job_id=job.pk, on_chunk_done=lambda: self._update(bar, job.pk))
+                ingest_job_run(job_id=job.pk, inline=True, on_chunk_done=lambda: self._update(bar, job.pk))
             else:
-                ingest_job_dispatch(job_id=job.pk)
+                ingest_job_run(job_id=job.pk)
                 job_wait(job_id=job.pk, poll_seconds=0.2, on_poll=lambda j: self._show(bar, j))
         except KeyboardInterrupt:
             job_cancel(job_id=job.pk, message="Interrupted by the user.")

@@ -12,7 +12,8 @@ from imagesearch.services.jobs import job_cancel
 from imagesearch.workers import workers_online
 from ranking.models import ModelVersion
 from ranking.services.criteria import criterion_resolve
-from ranking.services.training import default_hyperparameters, training_start, version_train
+from ranking.services.hyperparameters import default_hyperparameters
+from ranking.services.training import training_start, version_train
 
 
 def parse_settings(pairs: list[str]) -> dict:
