@@ -2,7 +2,8 @@
 
 Stored files and the embedded Redis (broker and cache) live apart from a running app's, so the
 suite never touches a real library even on a machine where ``serve`` is running. The test session
-starts that Redis (tests/conftest.py) when CELERY_BROKER_URL is not set.
+starts that Redis (tests/conftest.py) when CELERY_BROKER_URL is not set, and the embedded PostgreSQL
+when DATABASE_URL is not set (these settings, like the project's, start nothing).
 """
 
 import os
@@ -13,9 +14,21 @@ from imagesearch.settings import DATA_DIR, EMBEDDED_REDIS
 
 MEDIA_ROOT = Path(os.environ.get("IMAGESEARCH_MEDIA_DIR", DATA_DIR / "test-media"))  # noqa: F405
 EMBEDDED_REDIS_DIR = DATA_DIR / "test"
+# Test processes side by side (pytest-xdist's gw0, gw1, …: scripts/test runs two) each use their own
+# test database (pytest-django names it), so each has its own broker and cache databases on the same
+# Redis too: a session's Celery worker must never take another session's tasks.
+_SESSION = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 if EMBEDDED_REDIS:
-    CELERY_BROKER_URL = embedded_redis.broker_url(EMBEDDED_REDIS_DIR)
-    CACHES = {"default": {**CACHES["default"], "LOCATION": embedded_redis.cache_url(EMBEDDED_REDIS_DIR)}}  # noqa: F405
+    CELERY_BROKER_URL = embedded_redis.broker_url(EMBEDDED_REDIS_DIR) + f"?virtual_host={2 * _SESSION}"
+    CACHES = {"default": {**CACHES["default"],  # noqa: F405
+                          "LOCATION": embedded_redis.cache_url(EMBEDDED_REDIS_DIR).replace("db=1", f"db={2 * _SESSION + 1}")}}
+elif _SESSION:
+    from urllib.parse import urlsplit, urlunsplit
+
+    _url = urlsplit(CELERY_BROKER_URL)  # noqa: F405
+    CELERY_BROKER_URL = urlunsplit(_url._replace(path=f"/{(int(_url.path.strip('/') or 0) + _SESSION) % 16}"))
+    if CACHES["default"]["LOCATION"] == os.environ["CELERY_BROKER_URL"]:  # noqa: F405
+        CACHES = {"default": {**CACHES["default"], "LOCATION": CELERY_BROKER_URL}}  # noqa: F405
 # Hashing passwords slowly is the point in production and a waste in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
