@@ -96,7 +96,7 @@ def _write_config(data_dir: Path) -> Path:
         'save ""\n'
         "daemonize no\n"
         f'logfile "{folder / "redis.log"}"\n'
-        "databases 4\n"
+        "databases 16\n"  # 0 the broker, 1 the cache; test sessions side by side use two each (tests/settings.py)
     )
     return config
 

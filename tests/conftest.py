@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,12 @@ def pytest_configure(config) -> None:
     """Without DATABASE_URL the session starts (or attaches to) the embedded PostgreSQL, as manage.py does
     (importing the settings starts nothing); without CELERY_BROKER_URL the suite runs on its own embedded
     Redis, as `serve` does. Both stop at the end (the database when its last process exits)."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # test processes side by side (scripts/test): one torch thread each, or their thread pools
+        # contend for the cores and spin (a 2 s training test took 27 s beside another process)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
     from django.conf import settings
 
     from imagesearch.embedded_db import embedded_postgres_for_this_process
