@@ -205,7 +205,7 @@ def library_requests(base: str, token: str, image_ids: list[int], n: int) -> lis
 
 def forward_alone(version, files: list[Path]) -> dict:
     """The query embedding in this process, one at a time: decode + resize + forward (after one warm-up)."""
-    from ranking.selectors import embed_file
+    from ranking.query_encoder import embed_file
 
     embed_file(version=version, path=files[0])
     seconds = []

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +18,9 @@ from ranking.selectors import (
     NoActiveVersion,
     SearchHit,
     active_version,
-    embed_file,
     nearest_images,
 )
+from ranking.query_encoder import upload_vector
 from ranking.services.criteria import criterion_resolve
 
 
@@ -192,26 +190,11 @@ def search_version(*, criterion: SimilarityCriterion, version_id: int | None = N
     return version
 
 
-_upload_vectors: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_upload_vectors_lock = threading.Lock()
-
-
 def _upload_vector(version: ModelVersion, query: SearchQuery) -> np.ndarray:
-    """An uploaded query's embedding, kept for its next page or the other side of a comparison."""
-    key = (version.pk, version.weights_sha256, query.token)
-    with _upload_vectors_lock:
-        if key in _upload_vectors:
-            _upload_vectors.move_to_end(key)
-            return _upload_vectors[key]
     try:
-        vector = embed_file(version=version, path=query.path)
+        return upload_vector(version=version, token=query.token, path=query.path)
     except FileNotFoundError:
         raise SearchRefused("This query image is no longer kept; upload it again.") from None
-    with _upload_vectors_lock:
-        _upload_vectors[key] = vector
-        while len(_upload_vectors) > 256:
-            _upload_vectors.popitem(last=False)
-    return vector
 
 
 def search_answer(

@@ -26,7 +26,7 @@ def _warm_up() -> None:
     from django.db import connections
     from django.urls import get_resolver
 
-    from ranking.selectors import active_models_warm
+    from ranking.query_encoder import active_models_warm
 
     try:
         get_resolver().url_patterns  # imports every view module (≈ 0.8 s), also left to the first request

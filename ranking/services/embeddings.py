@@ -127,7 +127,7 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int],
     if not image_ids:
         return 0
     from ranking.data import iter_image_batches
-    from ranking.selectors import version_model
+    from ranking.query_encoder import version_model
     from ranking.inference import embed_images, resolve_device
 
     model, params = version_model(version)

@@ -9,7 +9,8 @@ from imagesearch.models import Image
 from labeling.models import SearchFeedback, Triplet, TripletJudgment
 from labeling.selectors import training_triplets
 from labeling.services.feedback import search_feedback_mark
-from ranking.selectors import embed_file, embedding_vectors
+from ranking.query_encoder import embed_file
+from ranking.selectors import embedding_vectors
 from tests import images
 from tests.factories import UserFactory, make_image
 

@@ -8,7 +8,8 @@ import torch
 
 from ranking.models import FeatureExtractor, ImageFeature, ModelVersion
 from ranking.nets import PretrainedFeatures
-from ranking.selectors import embed_file, embedding_vectors
+from ranking.query_encoder import embed_file
+from ranking.selectors import embedding_vectors
 from ranking.services import features as feature_service
 from ranking.services.features import extractor_drop_if_unused, extractor_for_model, features_compute, features_load
 from ranking.services.training import training_start, version_train

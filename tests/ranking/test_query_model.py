@@ -9,8 +9,8 @@ import pytest
 from PIL import Image as PILImage
 
 import ranking.checkpoints
-from ranking import selectors
-from ranking.selectors import active_models_warm, embed_file, version_model
+from ranking import query_encoder
+from ranking.query_encoder import active_models_warm, embed_file, version_model
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def cold_process(monkeypatch):
     """This process as a web worker that has loaded no network yet; counts the loads from now on."""
-    monkeypatch.setattr(selectors, "_models", type(selectors._models)())
+    monkeypatch.setattr(query_encoder, "_models", type(query_encoder._models)())
     loads = []
     real_load = ranking.checkpoints.load_model
 

@@ -9,7 +9,8 @@ from django.db import IntegrityError, connection, transaction
 from imagesearch.models import Image, Job
 from labeling.models import Triplet, TripletJudgment
 from ranking.models import Embedding, EmbeddingChunk, ImageFeature, ModelVersion
-from ranking.selectors import active_version, embed_file, embedding_vectors, nearest_images
+from ranking.query_encoder import embed_file
+from ranking.selectors import active_version, embedding_vectors, nearest_images
 from ranking.services.embeddings import (
     embed_and_store,
     embedding_chunk_process,
