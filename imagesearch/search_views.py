@@ -20,7 +20,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from imagesearch import selectors
 from imagesearch.imaging import ImageRejected
-from imagesearch.models import Document, Image
 from imagesearch.params import InvalidParameter, int_param, text_param
 from imagesearch.services.library import collection_get_or_create
 from imagesearch.services.query_uploads import (
@@ -32,7 +31,7 @@ from imagesearch.services.query_uploads import (
     search_query_upload,
 )
 from labeling.selectors import search_feedback_marks
-from ranking.models import SimilarityCriterion
+from ranking import selectors as ranking_selectors
 from ranking.services.criteria import criterion_default
 
 # the query-string parameters a search keeps when its query or one filter changes
@@ -90,7 +89,7 @@ def search(request: HttpRequest) -> HttpResponse:
 def _query_from(request: HttpRequest) -> tuple[SearchQuery | None, str]:
     image_id, token = int_param(request.GET, "image"), text_param(request.GET, "q")
     if image_id is not None:
-        if not Image.objects.filter(pk=image_id).exists():
+        if selectors.image_get(image_id=image_id) is None:
             return None, f"No image {image_id} in the library."
         return SearchQuery(image_id=image_id), ""
     if token:
@@ -102,7 +101,7 @@ def _query_from(request: HttpRequest) -> tuple[SearchQuery | None, str]:
 
 
 def _form_context(request: HttpRequest) -> dict:
-    criteria = list(SimilarityCriterion.objects.order_by("pk"))
+    criteria = ranking_selectors.criterion_list()
     criterion_id = int_param(request.GET, "criterion")
     criterion = next((c for c in criteria if c.pk == criterion_id), None) or criterion_default()
     document_id = int_param(request.GET, "document")
@@ -119,7 +118,7 @@ def _form_context(request: HttpRequest) -> dict:
         "versions": versions,
         "collections": selectors.collection_list(),
         "labels": selectors.label_list(collection_id=collection_id),
-        "document": Document.objects.filter(pk=document_id).first() if document_id else None,
+        "document": selectors.document_get(document_id=document_id),
         "selected": {"collection": collection_id, "document": document_id,
                      "label": text_param(request.GET, "label", max_length=200),
                      "version": version_id, "compare": compare_id},
@@ -179,7 +178,10 @@ def search_query_thumbnail(request: HttpRequest, token: str) -> FileResponse:
     try:
         query = search_query_from_token(token)
         if query.image_id is not None:  # it has joined the library since
-            return redirect("media-file", Image.objects.get(pk=query.image_id).thumbnail.name)
+            image = selectors.image_get(image_id=query.image_id)
+            if image is None:
+                raise QueryNotFound("No such query image.")
+            return redirect("media-file", image.thumbnail.name)
         response = FileResponse(open(search_query_thumbnail_path(query=query), "rb"), content_type="image/webp")
     except (QueryNotFound, FileNotFoundError):
         raise Http404("No such query image.") from None

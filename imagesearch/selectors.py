@@ -44,6 +44,14 @@ def label_list(*, collection_id: int | None = None, limit: int = 500) -> list[st
     return list(labels.order_by("label").values_list("label", flat=True).distinct()[:limit])
 
 
+def image_get(*, image_id: int) -> Image | None:
+    return Image.objects.filter(pk=image_id).first()
+
+
+def document_get(*, document_id: int | None) -> Document | None:
+    return Document.objects.filter(pk=document_id).first() if document_id else None
+
+
 def collection_list() -> QuerySet[Collection]:
     return Collection.objects.all()
 

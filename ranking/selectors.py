@@ -67,6 +67,10 @@ def closeness(version: ModelVersion, similarities: np.ndarray) -> np.ndarray | N
 MAX_SEARCH_RESULTS = 1000  # deepest rank a search returns (k + offset)
 
 
+def criterion_list() -> list[SimilarityCriterion]:
+    return list(SimilarityCriterion.objects.order_by("pk"))
+
+
 def active_version(*, criterion: SimilarityCriterion | int | str | None = None) -> ModelVersion:
     criterion = criterion_resolve(criterion)
     version = ModelVersion.objects.filter(criterion=criterion, status=ModelVersion.Status.ACTIVE).first()
