@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from imagesearch import selectors as library_selectors
 from imagesearch.api.serializers import JobOutputSerializer
+from imagesearch.errors import AppError
 from imagesearch.models import Collection, Document, Image, Job
 from imagesearch.params import MAX_INTEGER, OUT_OF_RANGE, InvalidParameter, int_param, text_param
 from imagesearch.services.jobs import job_cancel
@@ -32,7 +33,7 @@ from ranking.models import ModelVersion, SimilarityCriterion
 from ranking.services.criteria import criterion_create, criterion_default
 from ranking.services.hyperparameters import default_hyperparameters, resolved_backbone_mode, training_device_type
 from ranking.services.training import training_start
-from ranking.services.versions import ActivationRefused, version_activate, version_retire, version_rollback
+from ranking.services.versions import version_activate, version_retire, version_rollback
 
 BACKBONES = ("efficientnet_lite0", "resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "efficientnet_b0")
 # short enough for a select at 400 px; the README explains each
@@ -152,7 +153,7 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Cancelled job {job.pk}.")
         else:
             messages.error(request, "Unknown action.")
-    except (ActivationRefused, InvalidParameter, ValueError, ValidationError) as exc:
+    except (AppError, InvalidParameter, ValidationError) as exc:  # refusals; anything else is a bug: a 500
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)
     return redirect(f"{reverse('dashboard')}?criterion={criterion.pk}")
@@ -167,29 +168,29 @@ def _ranking_hyperparameters(request: HttpRequest) -> dict:
         try:
             params[name] = kind(value)
         except ValueError:
-            raise ValueError(f"{label}: {value!r} is not a number.") from None
+            raise AppError(f"{label}: {value!r} is not a number.") from None
         # NaN and infinity cannot be stored as JSON; a job counts epochs in a database integer
         if kind is float and not math.isfinite(params[name]):
-            raise ValueError(f"{label}: {value!r} is not a number.")
+            raise AppError(f"{label}: {value!r} is not a number.")
         if kind is int and not 0 <= params[name] <= MAX_INTEGER:
-            raise ValueError(OUT_OF_RANGE.format(name=label, low=0, high=MAX_INTEGER))
+            raise AppError(OUT_OF_RANGE.format(name=label, low=0, high=MAX_INTEGER))
     if params.get("backbone", BACKBONES[0]) not in BACKBONES:
-        raise ValueError(f"Unknown backbone {params['backbone']!r}.")
+        raise AppError(f"Unknown backbone {params['backbone']!r}.")
     if params.get("backbone_mode", "frozen") not in BACKBONE_MODES:
-        raise ValueError(f"Unknown backbone mode {params['backbone_mode']!r}.")
+        raise AppError(f"Unknown backbone mode {params['backbone_mode']!r}.")
     weights = request.POST.get("weights")
     if weights is not None:
         if weights not in WEIGHTS:
-            raise ValueError(f"Unknown starting weights {weights!r}.")
+            raise AppError(f"Unknown starting weights {weights!r}.")
         params["weights"] = weights or None
     min_accuracy = request.POST.get("min_gold_accuracy", "").strip()
     if min_accuracy:
         try:
             params["min_gold_accuracy"] = float(min_accuracy)
         except ValueError:
-            raise ValueError(f"Minimum gold accuracy: {min_accuracy!r} is not a number.") from None
+            raise AppError(f"Minimum gold accuracy: {min_accuracy!r} is not a number.") from None
         if not math.isfinite(params["min_gold_accuracy"]):
-            raise ValueError(f"Minimum gold accuracy: {min_accuracy!r} is not a number.")
+            raise AppError(f"Minimum gold accuracy: {min_accuracy!r} is not a number.")
     sources = [s for s in request.POST.getlist("judgment_sources") if s in TripletJudgment.Source.values]
     if sources and len(sources) < len(TripletJudgment.Source.values):
         params["judgment_sources"] = sources

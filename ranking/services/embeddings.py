@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
+from imagesearch.errors import AppError
 from imagesearch.models import Image, Job
 from imagesearch.services.jobs import (
     ChunkCommit, job_chunk_commit, job_chunk_start, job_chunks_pending, job_chunks_run, job_create, job_finish,
@@ -42,7 +43,7 @@ def embeddings_refresh_start(*, version_id: int, created_by=None, dispatch: bool
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
         if version.status in (ModelVersion.Status.TRAINING, ModelVersion.Status.FAILED,
                               ModelVersion.Status.RETIRED) or not version.weights_file:
-            raise ValueError(f"version {version.pk} is {version.status}: it has no weights to embed with")
+            raise AppError(f"version {version.pk} is {version.status}: it has no weights to embed with")
         _supersede_unfinished_refresh(version)
         ids = list(images_without_embedding(version=version))
         job = job_create(

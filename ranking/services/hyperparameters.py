@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from imagesearch.errors import AppError
 from ranking.models import ModelVersion
 
 # Network parameters (what ``ranking.nets.build_model`` takes) per kind; the rest
@@ -65,11 +66,11 @@ def hyperparameters_resolve(*, kind: str, hyperparameters: dict | None = None) -
     An unknown kind or hyperparameter is a ``ValueError``.
     """
     if kind not in MODEL_PARAMS:
-        raise ValueError(f"unknown model kind {kind!r}")
+        raise AppError(f"unknown model kind {kind!r}")
     params = {**default_hyperparameters(kind), **(hyperparameters or {})}
     unknown = set(params) - set(default_hyperparameters(kind))
     if unknown:
-        raise ValueError(f"unknown hyperparameters for {kind}: {', '.join(sorted(unknown))}")
+        raise AppError(f"unknown hyperparameters for {kind}: {', '.join(sorted(unknown))}")
     return params
 
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from imagesearch.errors import AppError
 from ranking.models import Embedding, ModelVersion
 from ranking.selectors import images_without_embedding, previous_active_version
 
@@ -50,7 +51,7 @@ def version_status_change(
     return versions.update(status=to, **fields)
 
 
-class ActivationRefused(Exception):
+class ActivationRefused(AppError):
     """The version cannot serve searches (yet); the message says why."""
 
 

@@ -70,6 +70,19 @@ def test_training_is_queued_and_the_page_answers_at_once(client, admin, criterio
     assert "Epochs: 'many' is not a number." in html.unescape(bad.content.decode())
 
 
+def test_a_bug_behind_a_dashboard_action_is_a_server_error_not_a_message(client, admin, criterion, monkeypatch):
+    """Refusals (AppError) come back as a message; any other exception, a ValueError too, is a bug: a
+    logged 500 (the test client raises it), never shown as if the admin had asked for something wrong."""
+    from ranking import views
+
+    def buggy(**kwargs):
+        raise ValueError("a bug in the service")
+
+    monkeypatch.setattr(views, "training_start", buggy)
+    with pytest.raises(ValueError, match="a bug in the service"):
+        _action(client, criterion, action="train_autoencoder")
+
+
 def test_activate_roll_back_and_retire(client, admin, criterion, autoencoder, django_capture_on_commit_callbacks):
     second = version_train(version_id=training_start(criterion=criterion, kind="autoencoder",
                                                      hyperparameters={**TINY_AUTOENCODER, "seed": 3},
