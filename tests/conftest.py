@@ -167,14 +167,34 @@ def criterion(db):
     return criterion_default()
 
 
-@pytest.fixture
-def autoencoder(stripes_library, criterion):
-    """A trained, embedded and (as the first version) active autoencoder."""
-    from ranking.services.training import training_start, version_train
+@pytest.fixture(scope="session")
+def trained_autoencoder_network():
+    """The baseline autoencoder's network, trained once per test process: every test's stripes library
+    holds the same pixels and the training is seeded, so it would come out the same in each test."""
+    return {}
 
-    version = training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
-                             dispatch=False)
-    return version_train(version_id=version.pk, embed="inline")
+
+@pytest.fixture
+def autoencoder(stripes_library, criterion, monkeypatch, trained_autoencoder_network):
+    """A trained, embedded and (as the first version) active autoencoder: a version of its own in each
+    test (its row, weights file, job, embeddings and index), with the network trained once per run."""
+    import copy
+
+    from ranking.services import training
+
+    version = training.training_start(criterion=criterion, kind="autoencoder", hyperparameters=TINY_AUTOENCODER,
+                                      dispatch=False)
+    real_train = training._train_autoencoder
+
+    def trained_once(version):
+        if "network" not in trained_autoencoder_network:
+            trained_autoencoder_network["network"] = real_train(version)
+        model, metrics = trained_autoencoder_network["network"]
+        return copy.deepcopy(model), copy.deepcopy(metrics)
+
+    with monkeypatch.context() as patch:  # this version only: a test's own trainings train
+        patch.setattr(training, "_train_autoencoder", trained_once)
+        return training.version_train(version_id=version.pk, embed="inline")
 
 
 @pytest.fixture(scope="session")
