@@ -21,16 +21,17 @@ logger = logging.getLogger(__name__)
 
 def app_task(
     name: str, *, queue: str = "default", soft_time_limit: int | None = 600, time_limit: int | None = 660,
-    retry_database: bool = True, acks_late: bool | None = None, fails_job: Callable[..., int | None] | None = None,
+    retry_database: bool = True, acks_late: bool | None = None, chunk_of: str | None = None,
 ):
     """Declare a task named ``name`` (``app.what``) on ``queue``.
 
-    ``acks_late``: left unset, the app's setting (``task_acks_late``) holds. ``retry_database``: when the database cannot be reached, the task is retried with
-    ``DATABASE_RETRY``'s back-off (about 8 minutes in all: longer than the embedded PostgreSQL
-    takes to restart). ``fails_job(*args)``: the id of the job the task works for; an unexpected
-    exception (a bug, not bad input, which services report per item) then closes that job as
-    failed with the error, so it never shows "running" forever. Either way the exception is logged
-    with the task's arguments and raised again, for Celery to record.
+    ``acks_late``: left unset, the app's setting (``task_acks_late``) holds. ``retry_database``: when
+    the database cannot be reached, the task is retried with ``DATABASE_RETRY``'s back-off (about 8
+    minutes in all: longer than the embedded PostgreSQL takes to restart). ``chunk_of``: the task
+    takes the id of a chunk of this model ("app.Model", see ``jobs.job_chunk_commit``); an
+    unexpected exception (a bug, not bad input, which services report per item) then closes the
+    chunk's job as failed with the error, so it never shows "running" forever. Either way the
+    exception is logged with the task's arguments and raised again, for Celery to record.
     """
 
     def declare(run: Callable):
@@ -42,11 +43,8 @@ def app_task(
                 raise  # retried (autoretry_for): the database may be back in a moment
             except Exception as exc:
                 logger.exception("task %s%r failed", name, args)
-                job_id = fails_job(*args, **kwargs) if fails_job is not None else None
-                if job_id:
-                    from imagesearch.services.jobs import job_fail
-
-                    job_fail(job_id=job_id, exc=exc)
+                if chunk_of is not None:
+                    _chunk_job_fail(chunk_of, args[0] if args else kwargs["chunk_id"], exc)
                 raise
 
         options = dict(name=name, queue=queue)
@@ -59,3 +57,13 @@ def app_task(
         return shared_task(**options)(task)
 
     return declare
+
+
+def _chunk_job_fail(chunk_model: str, chunk_id: int, exc: Exception) -> None:
+    from django.apps import apps
+
+    from imagesearch.services.jobs import job_fail, job_of_chunk
+
+    job_id = job_of_chunk(apps.get_model(chunk_model), chunk_id=chunk_id)
+    if job_id:
+        job_fail(job_id=job_id, exc=exc)

@@ -5,13 +5,7 @@ from __future__ import annotations
 from imagesearch.tasking import app_task
 
 
-def _job_of_chunk(chunk_id: int) -> int | None:
-    from imagesearch.models import IngestChunk
-
-    return IngestChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
-
-
-@app_task("imagesearch.ingest_chunk", soft_time_limit=30 * 60, time_limit=35 * 60, fails_job=_job_of_chunk)
+@app_task("imagesearch.ingest_chunk", soft_time_limit=30 * 60, time_limit=35 * 60, chunk_of="imagesearch.IngestChunk")
 def ingest_chunk(chunk_id: int) -> None:
     from imagesearch.services.ingest import ingest_chunk_process
 

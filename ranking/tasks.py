@@ -68,13 +68,7 @@ def refresh_embeddings(version_id: int) -> int:
     return embeddings_refresh_start(version_id=version_id).pk
 
 
-def _job_of_chunk(chunk_id: int) -> int | None:
-    from ranking.models import EmbeddingChunk
-
-    return EmbeddingChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
-
-
-@app_task("ranking.embed_chunk", soft_time_limit=30 * 60, time_limit=35 * 60, fails_job=_job_of_chunk)
+@app_task("ranking.embed_chunk", soft_time_limit=30 * 60, time_limit=35 * 60, chunk_of="ranking.EmbeddingChunk")
 def embed_chunk(chunk_id: int) -> None:
     from ranking.services.embeddings import embedding_chunk_process
 

@@ -182,9 +182,9 @@ def trained_autoencoder_network():
 
 
 @pytest.fixture
-def autoencoder(stripes_library, criterion, monkeypatch, trained_autoencoder_network):
+def autoencoder(stripes_library, criterion, trained_autoencoder_network):
     """A trained, embedded and (as the first version) active autoencoder: a version of its own in each
-    test (its row, weights file, job, embeddings and index), with the network trained once per run."""
+    test (its row, weights file, job, embeddings and index), its network trained once per test process."""
     import copy
 
     from ranking.services import training
@@ -199,7 +199,7 @@ def autoencoder(stripes_library, criterion, monkeypatch, trained_autoencoder_net
         model, metrics = trained_autoencoder_network["network"]
         return copy.deepcopy(model), copy.deepcopy(metrics)
 
-    with monkeypatch.context() as patch:  # this version only: a test's own trainings train
+    with pytest.MonkeyPatch.context() as patch:  # this version only: a test's own trainings train
         patch.setattr(training, "_train_autoencoder", trained_once)
         return training.version_train(version_id=version.pk, embed="inline")
 

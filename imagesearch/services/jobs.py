@@ -314,6 +314,10 @@ def job_chunk_start(chunk_model: type[Model], *, chunk_id: int):
     return chunk
 
 
+def job_of_chunk(chunk_model: type[Model], *, chunk_id: int) -> int | None:
+    return chunk_model.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+
+
 def job_chunks_pending(chunk_model: type[Model], *, job_id: int) -> bool:
     return chunk_model.objects.filter(job_id=job_id, status=chunk_model.Status.PENDING).exists()
 

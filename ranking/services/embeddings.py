@@ -128,8 +128,8 @@ def embed_and_store(*, version: ModelVersion, image_ids: list[int],
     if not image_ids:
         return 0
     from ranking.data import iter_image_batches
-    from ranking.query_encoder import version_model
     from ranking.inference import embed_images, resolve_device
+    from ranking.query_encoder import version_model
 
     model, params = version_model(version)
     device = resolve_device(settings.RANKING_DEVICE)

@@ -321,8 +321,6 @@ def _train_autoencoder(version: ModelVersion):
 
 
 def _train_ranking(version: ModelVersion):
-    import torch
-
     from labeling.selectors import training_triplets
     from ranking.checkpoints import load_model
     from ranking.nets import build_model

@@ -195,3 +195,22 @@ def test_a_source_item_whose_name_is_not_text_travels_in_json_and_back_unchanged
     stored = json.dumps(item.to_json(), ensure_ascii=False).encode("utf-8")  # what the JSON column takes
     assert sources.SourceItem.from_json(json.loads(stored)) == item
     assert item.display == "/data/caf\\xe9.png" and item.name == "caf\\xe9.png"
+
+
+def test_a_bug_in_an_import_chunk_fails_its_job_and_is_raised_for_celery(tmp_path, monkeypatch):
+    """Bad files are issues; an exception out of the chunk is a bug: the task (imagesearch.tasking.app_task)
+    closes the chunk's job as failed with the error, so it never shows "running" forever."""
+    from imagesearch.tasks import ingest_chunk
+
+    (tmp_path / "a.png").write_bytes(images.png(seed=1))
+    job = ingest_job_create(paths=[tmp_path])
+    chunk = IngestChunk.objects.get(job=job)
+
+    def buggy(*, chunk_id):
+        raise RuntimeError("a bug in the importer")
+
+    monkeypatch.setattr(ingest, "ingest_chunk_process", buggy)
+    with pytest.raises(RuntimeError, match="a bug in the importer"):
+        ingest_chunk(chunk.pk)  # what the worker runs
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.error == "RuntimeError: a bug in the importer"
