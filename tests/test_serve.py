@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -148,6 +150,28 @@ def wait_until(condition, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class OutputReader:
+    """A process's output, read as it comes (its progress bar ends lines with carriage returns)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self._chunks: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        while chunk := stream.read(1):
+            self._chunks.append(chunk)
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return "".join(self._chunks)
+
+    def progress(self) -> int:
+        """Items done in the last progress bar line, e.g. "Importing:  1%|  | 6/600"."""
+        done = re.findall(r"\| *(\d+)/\d+", "".join(self._chunks))
+        return int(done[-1]) if done else 0
+
+
 def test_serve_replaces_a_killed_worker_and_database_and_the_import_finishes(tmp_path):
     """kill -9 of the worker during an import: serve starts another under a new name, hands the lost
     worker's tasks back, and the import completes; kill -9 of PostgreSQL: serve starts it again and keeps
@@ -170,15 +194,19 @@ def test_serve_replaces_a_killed_worker_and_database_and_the_import_finishes(tmp
         importer = subprocess.Popen(
             [sys.executable, "manage.py", "import_images", str(folder), "--chunk-size", "2"], cwd=ROOT,
             env=serve_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(3)  # the worker is busy with the import's chunks by now
-        assert importer.poll() is None, importer.stdout.read()
+        importer_output = OutputReader(importer)
+        # the worker is busy with the import's chunks once the command shows progress (on a loaded machine
+        # the command took more than 3 s to start: a worker killed after a fixed wait had not seen the import)
+        wait_until(lambda: importer_output.progress() >= 2 or importer.poll() is not None, 120, "the import to start")
+        assert importer.poll() is None, importer_output.text()
         first_name = next(arg for arg in first_worker.cmdline() if arg.startswith("local-"))
         for proc in [first_worker, *first_worker.children(recursive=True)]:
             proc.kill()  # the whole worker, as the OOM killer or a kill -9 of its group would
         second_worker = wait_until(lambda: (w := worker_main(data_dir)) and w.pid != first_worker.pid and w, 60,
                                    "a new worker")
         assert first_name not in " ".join(second_worker.cmdline())  # a new name: the old one stays missing
-        output, _ = importer.communicate(timeout=240)
+        importer.wait(timeout=240)
+        output = importer_output.text()
         assert importer.returncode == 0, output
         assert "Imported 600 images; 0 already in the library; 0 failed." in output, output
         assert "No Celery worker answered" not in output
