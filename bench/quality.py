@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> dict:
     from imagesearch.models import Image
     from labeling.models import TripletJudgment
     from labeling.services.judgments import judgment_record
-    from labeling.services.triplets import CandidatePolicy, triplet_candidates, triplets_generate
+    from labeling.services.triplets import CandidatePolicy, triplets_generate
     from ranking.management.commands.train import parse_settings
     from ranking.models import ModelVersion
     from ranking.selectors import active_version, nearest_images
@@ -362,7 +362,7 @@ def run_curves(args: argparse.Namespace) -> dict:
     from imagesearch.models import Image
     from labeling.models import Triplet, TripletJudgment
     from labeling.services.judgments import judgment_record
-    from labeling.services.triplets import CandidatePolicy, triplet_candidates, triplets_generate
+    from labeling.services.triplets import CandidatePolicy, triplets_generate
     from ranking.management.commands.train import parse_settings
     from ranking.models import ModelVersion
     from ranking.services.criteria import criterion_default

@@ -17,7 +17,6 @@ import ctypes
 import fcntl
 import hashlib
 import importlib.util
-import os
 import signal
 import socket
 import subprocess

@@ -104,6 +104,7 @@ class Job(models.Model):
         PREPARE_PRETRAINED = "prepare_pretrained", "Pretrained model"
         TRAIN_AUTOENCODER = "train_autoencoder", "Autoencoder training"
         TRAIN_RANKING = "train_ranking", "Deep-ranking training"
+        FIND_DUPLICATES = "find_duplicates", "Near-duplicate scan"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 

@@ -7,6 +7,7 @@ holding a NUL byte, and a number past the column's range fails in the database.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from django.core.exceptions import BadRequest
@@ -18,6 +19,7 @@ MAX_ID = 2**63 - 1
 MAX_INTEGER = 2**31 - 1
 TEXT_MAX_LENGTH = 500
 NOT_A_NUMBER = "{name}: give a whole number (digits 0-9 only)."
+NOT_A_DECIMAL = "{name}: give a number such as 0.05."
 OUT_OF_RANGE = "{name}: give a number from {low:,} to {high:,}."
 NUL_IN_TEXT = "{name}: the text holds a NUL character."
 TOO_LONG = "{name}: at most {limit:,} characters."
@@ -56,6 +58,25 @@ def int_param(
     if len(digits) > 20 or not min_value <= int(digits) <= max_value:
         raise InvalidParameter(name, OUT_OF_RANGE.format(name=label or name, low=min_value, high=max_value))
     return int(digits)
+
+
+def float_param(
+    params: Mapping[str, str], name: str, *, default: float | None = None, min_value: float = 0.0,
+    max_value: float = 1.0, label: str = "",
+) -> float | None:
+    """``params[name]`` as a finite float written in ASCII (``0.05``, ``5e-2``); ``default`` when absent."""
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw) if raw.isascii() and len(raw) <= 32 else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidParameter(name, NOT_A_DECIMAL.format(name=label or name))
+    if not min_value <= value <= max_value:
+        raise InvalidParameter(name, OUT_OF_RANGE.format(name=label or name, low=min_value, high=max_value))
+    return value
 
 
 def text_param(

@@ -199,6 +199,8 @@ RANKING_BACKBONE = os.environ.get("RANKING_BACKBONE", "efficientnet_lite0")
 RANKING_BACKBONE_WEIGHTS = os.environ.get("RANKING_BACKBONE_WEIGHTS", "imagenet")
 RANKING_AUTOENCODER_IMAGE_SIZE = env_int("RANKING_AUTOENCODER_IMAGE_SIZE", 64)
 RANKING_EMBED_CHUNK_SIZE = env_int("RANKING_EMBED_CHUNK_SIZE", 512)
+# images whose near neighbours one near-duplicate task looks up (an index query each)
+DUPLICATES_CHUNK_SIZE = env_int("DUPLICATES_CHUNK_SIZE", 2000)
 RANKING_TRAIN_MAX_IMAGES = env_int("RANKING_TRAIN_MAX_IMAGES", 50_000)  # unsupervised training sample
 RANKING_HNSW_M = env_int("RANKING_HNSW_M", 24)  # 16/64 reached recall@10 0.92 at 1M (docs/benchmarks.md)
 RANKING_HNSW_EF_CONSTRUCTION = env_int("RANKING_HNSW_EF_CONSTRUCTION", 128)

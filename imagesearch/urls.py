@@ -4,6 +4,7 @@ from django.urls import include, path
 from imagesearch import search_views, views
 from imagesearch.login_throttle import ThrottledAuthenticationForm
 from labeling import views as labeling_views
+from ranking import duplicate_views
 from ranking import views as ranking_views
 
 urlpatterns = [
@@ -14,6 +15,8 @@ urlpatterns = [
     path("search/", search_views.search, name="search"),
     path("search/add/", search_views.search_add_to_library, name="search-add"),
     path("search/queries/<str:token>.webp", search_views.search_query_thumbnail, name="search-query-thumbnail"),
+    path("duplicates/", duplicate_views.duplicates, name="duplicates"),
+    path("duplicates/scan/", duplicate_views.duplicates_scan, name="duplicates-scan"),
     path("images/", views.image_list, name="image-list"),
     path("images/<int:image_id>/", views.image_detail, name="image-detail"),
     path("documents/", views.document_list, name="document-list"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from pgvector.django import VectorField
 
 DEFAULT_CRITERION_NAME = "Similarity"
@@ -168,3 +168,82 @@ class EmbeddingChunk(models.Model):
 
     class Meta:
         ordering = ["first_image_id"]
+
+
+class DuplicateScan(models.Model):
+    """One search for near-duplicates under a version: each image's nearest images within ``max_distance``
+    (``ranking.services.duplicates``). Its pairs are kept; its groups are computed from them, under any
+    threshold up to ``max_distance``."""
+
+    criterion = models.ForeignKey(SimilarityCriterion, on_delete=models.CASCADE, related_name="duplicate_scans")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="duplicate_scans")
+    job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    max_distance = models.FloatField(help_text="The largest cosine distance of a pair kept.")
+    neighbours = models.PositiveSmallIntegerField(help_text="Nearest images looked at per image.")
+    pair_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class DuplicateChunk(models.Model):
+    """A range of image ids whose near neighbours one ``find_duplicates_chunk`` task looks up."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+
+    scan = models.ForeignKey(DuplicateScan, on_delete=models.CASCADE, related_name="chunks")
+    job = models.ForeignKey("imagesearch.Job", on_delete=models.CASCADE, related_name="+")
+    first_image_id = models.BigIntegerField()
+    last_image_id = models.BigIntegerField()
+    size = models.PositiveIntegerField(help_text="Images in the range when the chunk was made.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    pairs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["first_image_id"]
+
+
+class DuplicatePair(models.Model):
+    """Two images within the scan's distance of each other (smaller id first)."""
+
+    scan = models.ForeignKey(DuplicateScan, on_delete=models.CASCADE, related_name="pairs")
+    image_a = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    image_b = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    distance = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scan", "image_a", "image_b"], name="one_pair_per_scan_and_images"),
+            models.CheckConstraint(condition=Q(image_a__lt=F("image_b")), name="pair_images_in_id_order"),
+        ]
+        indexes = [models.Index(fields=["scan", "distance"], name="duplicate_pair_distance")]
+
+
+class DuplicateMark(models.Model):
+    """A person's word on two images (smaller id first): the same picture, or two different ones.
+
+    It holds for the criterion whatever the distances say (the latest mark on a pair wins), and is
+    also the marker's judgment (``ranking.services.duplicates.duplicate_mark``)."""
+
+    class Verdict(models.TextChoices):
+        DUPLICATE = "duplicate", "The same picture"
+        DISTINCT = "distinct", "Different pictures"
+
+    criterion = models.ForeignKey(SimilarityCriterion, on_delete=models.CASCADE, related_name="duplicate_marks")
+    image_a = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    image_b = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    marked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["criterion", "image_a", "image_b"], name="one_mark_per_criterion_and_pair"),
+            models.CheckConstraint(condition=Q(image_a__lt=F("image_b")), name="mark_images_in_id_order"),
+        ]

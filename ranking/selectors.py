@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from imagesearch.models import Image
-from ranking.models import Embedding, ModelVersion, SimilarityCriterion
+from ranking.models import DuplicateMark, DuplicateScan, Embedding, ModelVersion, SimilarityCriterion
 from ranking.query_encoder import embed_file
 from ranking.services.criteria import criterion_resolve
 
@@ -386,3 +386,91 @@ def training_estimate(*, criterion: SimilarityCriterion, hyperparameters: dict, 
     return TrainingEstimate(seconds=seconds, triplets=len(triplets), features_to_compute=features, basis=basis,
                             held_out=len(held_out), held_out_needed=settings.RANKING_ACTIVATION_MIN_TRIPLETS,
                             train_needed=int(hyperparameters.get("min_train_triplets") or 0))
+
+
+# --- near-duplicates (ranking.services.duplicates finds the pairs) ---------------------------------
+
+@dataclass
+class DuplicateMember:
+    image: Image
+    distance: float | None  # to the group's reference; None: joined to it through other images only
+    mark: str  # "duplicate", "distinct" (on its pair with the reference) or ""
+
+
+@dataclass
+class DuplicateGroup:
+    """Images that are the same picture, as far as the distances and the marks say."""
+
+    reference: Image  # the member with the most near pairs: what the others are compared with
+    members: list[DuplicateMember]  # the others, nearest the reference first
+    largest_distance: float  # the farthest pair that holds the group together
+
+
+@dataclass
+class DuplicateGroups:
+    scan: DuplicateScan
+    max_distance: float
+    groups: list[DuplicateGroup]  # this page of them, largest first
+    group_count: int
+    images_in_groups: int
+
+
+def duplicate_scan_latest(*, criterion: SimilarityCriterion) -> DuplicateScan | None:
+    """The criterion's latest scan (finished or not)."""
+    return DuplicateScan.objects.filter(criterion=criterion).select_related("job", "version").order_by("-pk").first()
+
+
+def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, offset: int = 0,
+                     limit: int = 20) -> DuplicateGroups:
+    """The scan's images grouped as near-duplicates: the connected components of its pairs within
+    ``max_distance`` (``DEFAULT_THRESHOLD`` unless given; at most the scan's), with the criterion's marks applied: a "duplicate" mark joins
+    two images whatever their distance, a "distinct" one keeps their pair out. Largest groups first."""
+    from ranking.services.duplicates import DEFAULT_THRESHOLD
+
+    threshold = min(DEFAULT_THRESHOLD if max_distance is None else float(max_distance), scan.max_distance)
+    pairs = list(scan.pairs.filter(distance__lte=threshold).values_list("image_a_id", "image_b_id", "distance"))
+    marks = {(a, b): verdict for a, b, verdict in
+             DuplicateMark.objects.filter(criterion_id=scan.criterion_id).values_list("image_a_id", "image_b_id", "verdict")}
+    edges = [(a, b, d) for a, b, d in pairs if marks.get((a, b)) != DuplicateMark.Verdict.DISTINCT]
+    near = {(a, b) for a, b, _ in edges}
+    edges += [(a, b, 0.0) for (a, b), verdict in marks.items()
+              if verdict == DuplicateMark.Verdict.DUPLICATE and (a, b) not in near]
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in edges:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    components: dict[int, list[int]] = {}
+    for x in parent:
+        components.setdefault(root(x), []).append(x)
+    degree: dict[int, int] = {}
+    widest: dict[int, float] = {}
+    distance_of = {}
+    for a, b, d in edges:
+        degree[a] = degree.get(a, 0) + 1
+        degree[b] = degree.get(b, 0) + 1
+        widest[root(a)] = max(widest.get(root(a), 0.0), d)
+        distance_of[(a, b)] = d
+    ordered = sorted(components.values(), key=lambda ids: (-len(ids), min(ids)))
+    page = ordered[offset:offset + limit]
+    images = Image.objects.in_bulk([pk for ids in page for pk in ids])
+    groups = []
+    for ids in page:
+        reference = max(ids, key=lambda pk: (degree.get(pk, 0), -pk))
+        others = [pk for pk in ids if pk != reference]
+        distances = {pk: distance_of.get((min(pk, reference), max(pk, reference))) for pk in others}
+        others.sort(key=lambda pk: (distances[pk] is None, distances[pk] or 0.0, pk))
+        members = [DuplicateMember(images[pk], distances[pk], marks.get((min(pk, reference), max(pk, reference)), ""))
+                   for pk in others]
+        groups.append(DuplicateGroup(reference=images[reference], members=members,
+                                     largest_distance=widest.get(root(reference), 0.0)))
+    return DuplicateGroups(scan=scan, max_distance=threshold, groups=groups, group_count=len(ordered),
+                           images_in_groups=sum(len(ids) for ids in ordered))

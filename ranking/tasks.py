@@ -76,6 +76,13 @@ def embed_chunk(chunk_id: int) -> None:
     embedding_chunk_process(chunk_id=chunk_id)
 
 
+@app_task("ranking.find_duplicates_chunk", chunk_of="ranking.DuplicateChunk")
+def find_duplicates_chunk(chunk_id: int) -> None:
+    from ranking.services.duplicates import duplicate_chunk_process
+
+    duplicate_chunk_process(chunk_id=chunk_id)
+
+
 @app_task("ranking.embed_new_images", soft_time_limit=30 * 60, time_limit=35 * 60)
 def embed_new_images(image_ids: list[int]) -> int:
     from ranking.services.embeddings import embeddings_add_new_images

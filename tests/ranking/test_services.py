@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from imagesearch.models import Image, Job
-from labeling.models import Triplet, TripletJudgment
+from labeling.models import Triplet
 from ranking.models import Embedding, EmbeddingChunk, ImageFeature, ModelVersion
 from ranking.query_encoder import embed_file
 from ranking.selectors import active_version, embedding_vectors, nearest_images

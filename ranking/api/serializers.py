@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from imagesearch.api.serializers import ImageOutputSerializer
+
+
+class DuplicateMemberSerializer(serializers.Serializer):
+    image = ImageOutputSerializer()
+    distance = serializers.FloatField(allow_null=True, help_text="Cosine distance to the group's reference "
+                                      "(null: joined to it through other images).")
+    mark = serializers.CharField(help_text='"duplicate", "distinct" or "" (its pair with the reference).')
+
+
+class DuplicateGroupSerializer(serializers.Serializer):
+    reference = ImageOutputSerializer()
+    members = DuplicateMemberSerializer(many=True)
+    largest_distance = serializers.FloatField()
+
+
+class DuplicateScanSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField(source="version_id")
+    max_distance = serializers.FloatField()
+    neighbours = serializers.IntegerField()
+    pair_count = serializers.IntegerField()
+    job = serializers.IntegerField(source="job_id", allow_null=True)
+    status = serializers.CharField(source="job.status", allow_null=True, default=None)
+
+
+class DuplicateGroupsOutputSerializer(serializers.Serializer):
+    scan = DuplicateScanSerializer()
+    max_distance = serializers.FloatField()
+    group_count = serializers.IntegerField()
+    images_in_groups = serializers.IntegerField()
+    groups = DuplicateGroupSerializer(many=True)
+
+
+class DuplicateScanInputSerializer(serializers.Serializer):
+    criterion = serializers.IntegerField(required=False, min_value=1)
+    max_distance = serializers.FloatField(default=0.2, min_value=0.001, max_value=1.0)
+    neighbours = serializers.IntegerField(default=10, min_value=1, max_value=100)
+
+
+class DuplicateMarkInputSerializer(serializers.Serializer):
+    criterion = serializers.IntegerField(required=False, min_value=1)
+    reference = serializers.IntegerField(min_value=1, help_text="The group's reference image.")
+    image = serializers.IntegerField(min_value=1)
+    mark = serializers.ChoiceField(choices=["duplicate", "distinct", "none"])
+
+
+class DuplicateMarkOutputSerializer(serializers.Serializer):
+    mark = serializers.CharField()
+    judgments = serializers.IntegerField()

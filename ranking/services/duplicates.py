@@ -1,0 +1,157 @@
+"""Near-duplicates: the same picture re-scanned, resized, recompressed or lightly cropped.
+
+A scan (``DuplicateScan``) asks the version's HNSW index, for every image, for its ``neighbours``
+nearest images within ``max_distance`` (cosine distance), in chunks of image ids that run as Celery
+tasks over every worker: the pairs it finds are stored (``DuplicatePair``). The groups are not: they are
+the connected components of the pairs under whatever threshold the user picks, up to the scan's
+(``ranking.selectors.duplicate_groups``). So moving the threshold costs no new scan, and the scan costs
+one index query per image (minutes at 100k images), never all pairs.
+
+A person's mark on two images (``DuplicateMark``: the same picture, or distinct) overrides the
+distances in the groups, and is a judgment for the criterion: it is recorded as the marker's feedback
+on the group's reference image (``labeling.services.feedback``), so that each pair of a "same" and a
+"distinct" mark on one reference becomes a judged triplet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from imagesearch.errors import AppError
+from imagesearch.models import Image, Job
+from imagesearch.services.jobs import (
+    job_chunk_commit, job_chunk_start, job_chunks_run, job_create, job_finish,
+)
+from ranking.models import DuplicateChunk, DuplicateMark, DuplicatePair, DuplicateScan, ModelVersion, SimilarityCriterion
+from ranking.selectors import active_version
+
+# cosine distances under the pretrained features: copies of one photo (half size, JPEG quality 40, 4 %
+# cropped off each side) sat within 0.11 of each other, different photos 0.47 or more apart
+# (tests/ranking/test_duplicates.py). A scan keeps the pairs up to DEFAULT_MAX_DISTANCE; the groups are
+# shown at DEFAULT_THRESHOLD until the user moves it.
+DEFAULT_MAX_DISTANCE = 0.2
+DEFAULT_THRESHOLD = 0.15
+DEFAULT_NEIGHBOURS = 10
+NO_EMBEDDINGS = "Version {version} has no embeddings yet: near-duplicates are found once the library is embedded."
+
+
+def duplicate_scan_start(*, criterion: SimilarityCriterion, version: ModelVersion | None = None,
+                         max_distance: float = DEFAULT_MAX_DISTANCE, neighbours: int = DEFAULT_NEIGHBOURS,
+                         created_by=None, dispatch: bool = True) -> DuplicateScan:
+    """Start a scan for near-duplicates under ``version`` (the criterion's active one by default).
+
+    With ``dispatch`` its chunks are queued once the transaction commits; without, run them with
+    ``duplicate_scan_run_inline``."""
+    version = version or active_version(criterion=criterion)
+    if not 0 < max_distance <= 1:
+        raise AppError("The largest distance must be above 0 and at most 1 (cosine distance).")
+    if not 1 <= neighbours <= 100:
+        raise AppError("Neighbours per image must be between 1 and 100.")
+    if not version.index_name:
+        raise AppError(NO_EMBEDDINGS.format(version=version.pk))
+    ids = list(version.embeddings.order_by("image_id").values_list("image_id", flat=True))
+    if not ids:
+        raise AppError(NO_EMBEDDINGS.format(version=version.pk))
+    with transaction.atomic():
+        job = job_create(kind=Job.Kind.FIND_DUPLICATES, total=len(ids), created_by=created_by,
+                         params={"version_id": version.pk, "criterion_id": criterion.pk},
+                         message=f"Looking for near-duplicates among {len(ids):,} images (version {version.pk}).")
+        scan = DuplicateScan.objects.create(criterion=criterion, version=version, job=job, max_distance=max_distance,
+                                            neighbours=neighbours, created_by=created_by)
+        size = settings.DUPLICATES_CHUNK_SIZE
+        DuplicateChunk.objects.bulk_create(
+            DuplicateChunk(scan=scan, job=job, first_image_id=ids[i], last_image_id=ids[min(i + size, len(ids)) - 1],
+                           size=len(ids[i:i + size]))
+            for i in range(0, len(ids), size))
+        if dispatch:
+            from ranking.tasks import find_duplicates_chunk
+
+            job_chunks_run(DuplicateChunk, job_id=job.pk, process=duplicate_chunk_process, task=find_duplicates_chunk)
+    return scan
+
+
+def duplicate_scan_run_inline(*, scan: DuplicateScan) -> None:
+    job_chunks_run(DuplicateChunk, job_id=scan.job_id, process=duplicate_chunk_process)
+
+
+def duplicate_chunk_process(*, chunk_id: int) -> None:
+    """Find the near neighbours of one chunk's images and store the pairs. Safe to run again."""
+    chunk = job_chunk_start(DuplicateChunk, chunk_id=chunk_id)
+    if chunk is None:
+        return
+    scan = DuplicateScan.objects.select_related("version").get(pk=chunk.scan_id)
+    pairs = _near_pairs(scan, chunk.first_image_id, chunk.last_image_id)
+
+    def write(locked: DuplicateChunk, job: Job) -> list[str]:
+        DuplicatePair.objects.bulk_create(
+            [DuplicatePair(scan_id=scan.pk, image_a_id=a, image_b_id=b, distance=d) for a, b, d in pairs],
+            ignore_conflicts=True)  # a pair is found from both of its images, in two chunks
+        locked.pairs = len(pairs)
+        return ["pairs"]
+
+    def close(job: Job) -> None:
+        found = DuplicatePair.objects.filter(scan_id=scan.pk).count()
+        DuplicateScan.objects.filter(pk=scan.pk).update(pair_count=found)
+        job_finish(job_id=job.pk, message=f"Found {found:,} pairs of images within distance {scan.max_distance:g}.")
+
+    job_chunk_commit(DuplicateChunk, chunk_id=chunk_id, part=f"duplicate-chunk-{chunk_id}", write=write, close=close)
+
+
+def _near_pairs(scan: DuplicateScan, first_id: int, last_id: int) -> list[tuple[int, int, float]]:
+    """(smaller id, larger id, distance) of each image of the range and its near neighbours: one index
+    scan per image (a lateral join), so the work grows with the images, not with their pairs."""
+    version = scan.version
+    dim = int(version.embedding_dim)
+    vector = f"(e.vector::vector({dim}))"
+    # integers from the database inlined: the planner picks the version's partial index for a literal only
+    sql = (
+        f"SELECT q.image_id, n.image_id, n.distance FROM ranking_embedding q CROSS JOIN LATERAL ("
+        f"  SELECT e.image_id, {vector} <=> (q.vector::vector({dim})) AS distance FROM ranking_embedding e"
+        f"  WHERE e.version_id = {int(version.pk)}"
+        f"  ORDER BY {vector} <=> (q.vector::vector({dim})) LIMIT %s) n "
+        f"WHERE q.version_id = {int(version.pk)} AND q.image_id BETWEEN %s AND %s "
+        f"AND n.image_id <> q.image_id AND n.distance <= %s"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        ef = max(40, scan.neighbours + 1)
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(ef, 1000))])
+        cursor.execute(sql, [scan.neighbours + 1, first_id, last_id, scan.max_distance])
+        rows = cursor.fetchall()
+    return sorted({(min(q, n), max(q, n), float(d)) for q, n, d in rows})
+
+
+@dataclass
+class DuplicateMarkOutcome:
+    mark: str  # "duplicate", "distinct" or "" (cleared)
+    judgments: int  # the marker's judgments on this reference image (search feedback included)
+
+
+def duplicate_mark(*, user, criterion: SimilarityCriterion, reference_id: int, image_id: int,
+                   verdict: str | None) -> DuplicateMarkOutcome:
+    """Mark ``image_id`` as the same picture as ``reference_id`` ("duplicate"), as another one ("distinct"),
+    or clear the mark (None). The latest mark on a pair holds for everyone; it is also the marker's
+    judgment (see the module's docstring)."""
+    from labeling.services.feedback import search_feedback_mark
+
+    if verdict not in (None, DuplicateMark.Verdict.DUPLICATE, DuplicateMark.Verdict.DISTINCT):
+        raise AppError("A mark is \"duplicate\", \"distinct\" or none.")
+    if reference_id == image_id:
+        raise AppError("An image cannot be marked against itself.")
+    found = set(Image.objects.filter(pk__in=[reference_id, image_id]).values_list("pk", flat=True))
+    for pk in (reference_id, image_id):
+        if pk not in found:
+            raise AppError(f"No image {pk} in the library.")
+    a, b = sorted((reference_id, image_id))
+    with transaction.atomic():
+        feedback = search_feedback_mark(
+            user=user, criterion=criterion, query_id=reference_id, result_id=image_id,
+            relevant=None if verdict is None else verdict == DuplicateMark.Verdict.DUPLICATE)
+        if verdict is None:
+            DuplicateMark.objects.filter(criterion=criterion, image_a_id=a, image_b_id=b).delete()
+        else:
+            DuplicateMark.objects.update_or_create(criterion=criterion, image_a_id=a, image_b_id=b,
+                                                   defaults={"verdict": verdict, "marked_by": user})
+    return DuplicateMarkOutcome(mark=verdict or "", judgments=feedback.judgments)
