@@ -10,7 +10,7 @@ In a scratch database it:
    sneakers that look alike without being copies. Everything is imported through the app
    (``image_ingest_bytes``), embedded by the default first model (pretrained EfficientNet-Lite0
    features), scanned (``duplicate_scan_start``, in this process), and grouped at several
-   thresholds; the pairs of images in one group are compared with the true pairs (an original and
+   thresholds, with and without the mutual-neighbour rule (``duplicate_groups(mutual=...)``); the pairs of images in one group are compared with the true pairs (an original and
    its copies): pairwise precision and recall;
 2. scale: for each size in ``--vectors``, loads that many clustered synthetic 256-d unit vectors
    (``bench.search``'s generator) of which 1 % are planted copies (a vector plus noise, cosine
@@ -40,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--originals", type=int, default=600, help="distinct images (0: skip the quality part)")
     parser.add_argument("--copied", type=int, default=200, help="originals that get three copies each")
-    parser.add_argument("--thresholds", default="0.05,0.1,0.15,0.2")
+    parser.add_argument("--thresholds", default="0.06,0.08,0.1,0.12,0.15,0.2")
+    parser.add_argument("--mutual", default="3,10", help="mutual-neighbour rules to group with (10: any pair found)")
     parser.add_argument("--vectors", default="25000,50000,100000", help="sizes for the scale part ('' skips it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the summary here")
@@ -120,13 +121,16 @@ def measure_quality(args) -> dict:
     scan.refresh_from_db()
     log(f"embedded in {embed_s:.1f} s, scanned in {scan_s:.2f} s: {scan.pair_count} pairs")
     rows = []
-    for threshold in map(float, args.thresholds.split(",")):
-        found = duplicate_groups(scan=scan, max_distance=threshold, limit=10**9)
-        groups = [{g.reference.pk, *(m.image.pk for m in g.members)} for g in found.groups]
-        row = {"threshold": threshold, "groups": found.group_count, **pairwise(groups, [f for f in families if len(f) > 1])}
-        rows.append(row)
-        log(f"threshold {threshold:g}: {row['groups']} groups, precision {row['precision']:.3f}, "
-            f"recall {row['recall']:.3f} ({row['pairs_found']} pairs found, {row['true_pairs']} true)")
+    for mutual in map(int, args.mutual.split(",")):
+        for threshold in map(float, args.thresholds.split(",")):
+            found = duplicate_groups(scan=scan, max_distance=threshold, mutual=mutual, limit=10**9)
+            groups = [{g.reference.pk, *(m.image.pk for m in g.members)} for g in found.groups]
+            row = {"threshold": threshold, "mutual": found.mutual, "groups": found.group_count,
+                   **pairwise(groups, [f for f in families if len(f) > 1])}
+            rows.append(row)
+            log(f"threshold {threshold:g}, mutual {found.mutual}: {row['groups']} groups, precision "
+                f"{row['precision']:.3f}, recall {row['recall']:.3f} ({row['pairs_found']} pairs found, "
+                f"{row['true_pairs']} true)")
     return {"images": count, "originals": args.originals, "copied": args.copied, "import_s": round(import_s, 1),
             "embed_s": round(embed_s, 1), "scan_s": round(scan_s, 2), "thresholds": rows}
 

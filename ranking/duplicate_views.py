@@ -40,11 +40,13 @@ def duplicates(request: HttpRequest) -> HttpResponse:
         page = int_param(request.GET, "page", default=1, min_value=1, max_value=1_000_000)
         distance = float_param(request.GET, "distance", default=None, min_value=0.0, max_value=scan.max_distance,
                                label="Distance")
-        found = selectors.duplicate_groups(scan=scan, max_distance=distance, offset=(page - 1) * GROUPS_PER_PAGE,
-                                           limit=GROUPS_PER_PAGE)
+        mutual = int_param(request.GET, "mutual", default=None, min_value=1, max_value=100, label="Mutual neighbours")
+        found = selectors.duplicate_groups(scan=scan, max_distance=distance, mutual=mutual,
+                                           offset=(page - 1) * GROUPS_PER_PAGE, limit=GROUPS_PER_PAGE)
         pages = max(1, -(-found.group_count // GROUPS_PER_PAGE))
-        context.update(found=found, page=page, pages=pages, distance=found.max_distance,
-                       query=f"criterion={criterion.pk}&distance={found.max_distance:g}")
+        mutual_choices = sorted({n for n in (1, 2, 3, 5) if n < scan.neighbours} | {scan.neighbours})
+        context.update(found=found, page=page, pages=pages, distance=found.max_distance, mutual_choices=mutual_choices,
+                       query=f"criterion={criterion.pk}&distance={found.max_distance:g}&mutual={found.mutual}")
     return render(request, "ranking/duplicates.html", context)
 
 

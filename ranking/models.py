@@ -209,12 +209,15 @@ class DuplicateChunk(models.Model):
 
 
 class DuplicatePair(models.Model):
-    """Two images within the scan's distance of each other (smaller id first)."""
+    """Two images within the scan's distance of each other (smaller id first), and where each one
+    ranks among the other's nearest images (1: the nearest; null: not among them)."""
 
     scan = models.ForeignKey(DuplicateScan, on_delete=models.CASCADE, related_name="pairs")
     image_a = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
     image_b = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
     distance = models.FloatField()
+    rank_a = models.PositiveSmallIntegerField(null=True, help_text="image_b's rank among image_a's nearest.")
+    rank_b = models.PositiveSmallIntegerField(null=True, help_text="image_a's rank among image_b's nearest.")
 
     class Meta:
         constraints = [

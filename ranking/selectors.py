@@ -410,6 +410,7 @@ class DuplicateGroup:
 class DuplicateGroups:
     scan: DuplicateScan
     max_distance: float
+    mutual: int  # pairs kept only when each image is among the other's this many nearest
     groups: list[DuplicateGroup]  # this page of them, largest first
     group_count: int
     images_in_groups: int
@@ -420,15 +421,24 @@ def duplicate_scan_latest(*, criterion: SimilarityCriterion) -> DuplicateScan | 
     return DuplicateScan.objects.filter(criterion=criterion).select_related("job", "version").order_by("-pk").first()
 
 
-def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, offset: int = 0,
-                     limit: int = 20) -> DuplicateGroups:
+def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, mutual: int | None = None,
+                     offset: int = 0, limit: int = 20) -> DuplicateGroups:
     """The scan's images grouped as near-duplicates: the connected components of its pairs within
-    ``max_distance`` (``DEFAULT_THRESHOLD`` unless given; at most the scan's), with the criterion's marks applied: a "duplicate" mark joins
-    two images whatever their distance, a "distinct" one keeps their pair out. Largest groups first."""
-    from ranking.services.duplicates import DEFAULT_THRESHOLD
+    ``max_distance`` (``DEFAULT_THRESHOLD`` unless given; at most the scan's) whose two images are each
+    among the other's ``mutual`` nearest (``DEFAULT_MUTUAL`` unless given; the scan's ``neighbours``: any
+    pair found), with the criterion's marks applied: a "duplicate" mark joins two images whatever their
+    distance, a "distinct" one keeps their pair out. Largest groups first.
+
+    The mutual rule is what keeps look-alikes apart: two plain T-shirts can be as close as two copies of
+    one, but each copy's nearest images are its other copies (``bench.duplicates``)."""
+    from ranking.services.duplicates import DEFAULT_MUTUAL, DEFAULT_THRESHOLD
 
     threshold = min(DEFAULT_THRESHOLD if max_distance is None else float(max_distance), scan.max_distance)
-    pairs = list(scan.pairs.filter(distance__lte=threshold).values_list("image_a_id", "image_b_id", "distance"))
+    mutual = min(DEFAULT_MUTUAL if mutual is None else int(mutual), scan.neighbours)
+    found = scan.pairs.filter(distance__lte=threshold)
+    if mutual < scan.neighbours:
+        found = found.filter(rank_a__lte=mutual, rank_b__lte=mutual)
+    pairs = list(found.values_list("image_a_id", "image_b_id", "distance"))
     marks = {(a, b): verdict for a, b, verdict in
              DuplicateMark.objects.filter(criterion_id=scan.criterion_id).values_list("image_a_id", "image_b_id", "verdict")}
     edges = [(a, b, d) for a, b, d in pairs if marks.get((a, b)) != DuplicateMark.Verdict.DISTINCT]
@@ -472,5 +482,5 @@ def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, 
                    for pk in others]
         groups.append(DuplicateGroup(reference=images[reference], members=members,
                                      largest_distance=widest.get(root(reference), 0.0)))
-    return DuplicateGroups(scan=scan, max_distance=threshold, groups=groups, group_count=len(ordered),
+    return DuplicateGroups(scan=scan, max_distance=threshold, mutual=mutual, groups=groups, group_count=len(ordered),
                            images_in_groups=sum(len(ids) for ids in ordered))

@@ -31,6 +31,7 @@ class DuplicateScanSerializer(serializers.Serializer):
 class DuplicateGroupsOutputSerializer(serializers.Serializer):
     scan = DuplicateScanSerializer()
     max_distance = serializers.FloatField()
+    mutual = serializers.IntegerField()
     group_count = serializers.IntegerField()
     images_in_groups = serializers.IntegerField()
     groups = DuplicateGroupSerializer(many=True)

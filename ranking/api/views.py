@@ -29,12 +29,15 @@ def _criterion(value) -> SimilarityCriterion:
 
 
 class DuplicateGroupsApi(APIView):
-    """The latest scan's near-duplicate groups under ``distance`` (at most the scan's), largest first."""
+    """The latest scan's near-duplicate groups under ``distance`` (at most the scan's) and ``mutual``,
+    largest first (``ranking.selectors.duplicate_groups``)."""
 
     permission_classes = [IsAuthenticated, HasModelPermission]
     required_permission = "imagesearch.search"
 
     @extend_schema(parameters=[OpenApiParameter("criterion", int), OpenApiParameter("distance", float),
+                               OpenApiParameter("mutual", int, description="keep a pair only when each image is "
+                                                "among the other's this many nearest (default 3)"),
                                OpenApiParameter("offset", int), OpenApiParameter("limit", int)],
                    responses=DuplicateGroupsOutputSerializer)
     def get(self, request):
@@ -45,6 +48,7 @@ class DuplicateGroupsApi(APIView):
             raise NotFound("No finished near-duplicate scan for this criterion yet.")
         found = selectors.duplicate_groups(
             scan=scan, max_distance=float_param(params, "distance", default=None, min_value=0.0, max_value=2.0),
+            mutual=int_param(params, "mutual", default=None, min_value=1, max_value=100),
             offset=int_param(params, "offset", default=0), limit=int_param(params, "limit", default=20, min_value=1,
                                                                             max_value=200))
         return Response(DuplicateGroupsOutputSerializer(found, context={"request": request}).data)

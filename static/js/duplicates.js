@@ -8,6 +8,7 @@
   if (slider && shown) {
     slider.addEventListener("input", () => { shown.textContent = Number(slider.value).toFixed(3); });
     slider.addEventListener("change", () => slider.form.requestSubmit());
+    document.getElementById("mutual")?.addEventListener("change", () => slider.form.requestSubmit());
   }
 
   const groups = document.getElementById("duplicate-groups");
@@ -52,8 +53,8 @@
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.detail || Object.values(body).flat().join(" ") || `the server answered ${response.status}`);
     const name = item.querySelector("img")?.alt || "The image";
-    say(`${name}: ${LABELS[body.mark || ""]}. ${body.judgments} judgment${body.judgments === 1 ? "" : "s"} ` +
-        "of yours on this reference for training.");
+    say(`${name}: ${LABELS[body.mark || ""]}. Your marks against this reference make ${body.judgments} ` +
+        `judgment${body.judgments === 1 ? "" : "s"} for training (a "same" and a "different" mark make one).`);
   }
 
   groups.addEventListener("click", (event) => {

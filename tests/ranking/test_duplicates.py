@@ -84,11 +84,14 @@ def test_copies_of_one_picture_are_grouped_and_other_pictures_are_not(copied_lib
     assert sorted(map(sorted, _grouped(found))) == sorted(map(sorted, expected))
     assert found.group_count == 4 and found.images_in_groups == 16
     group = found.groups[0]
-    assert found.max_distance == 0.15  # the default threshold, below the scan's 0.2
-    assert all(m.distance is None or 0 <= m.distance <= group.largest_distance <= 0.15 for m in group.members)
+    assert found.max_distance == 0.12 and found.mutual == 3  # the defaults, below the scan's 0.2 and 10
+    assert all(m.distance is None or 0 <= m.distance <= group.largest_distance <= 0.12 for m in group.members)
     # a lower threshold never joins more; at 0 only identical features stay together
     tighter = duplicate_groups(scan=scan, max_distance=0.0)
     assert tighter.images_in_groups < found.images_in_groups
+    # each copy's nearest images are its other copies: every pair of a family is mutual within 3
+    assert {len(g.members) for g in duplicate_groups(scan=scan, mutual=1).groups} == {1}  # mutual nearest: pairs
+    assert duplicate_groups(scan=scan, mutual=10).group_count == 4
 
 
 def test_a_scan_runs_again_without_adding_a_pair_twice(copied_library, criterion):
@@ -150,11 +153,11 @@ def test_the_page_and_the_api_show_the_groups_and_take_marks(copied_library, cri
     from ranking.models import DuplicateScan
 
     duplicate_scan_run_inline(scan=DuplicateScan.objects.get())
-    page = client.get("/duplicates/?distance=0.15").content.decode()
+    page = client.get("/duplicates/?distance=0.12&mutual=3").content.decode()
     assert "4 groups, 16 images in them." in page and "Same picture" in page
     assert client.get("/duplicates/?distance=abc").status_code == 400
 
-    body = client.get("/api/duplicates/", {"distance": "0.15", "limit": 2}).json()
+    body = client.get("/api/duplicates/", {"distance": "0.12", "limit": 2}).json()
     assert body["group_count"] == 4 and len(body["groups"]) == 2
     group = body["groups"][0]
     reference, member = group["reference"]["id"], group["members"][0]["image"]["id"]
