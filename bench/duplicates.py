@@ -9,7 +9,8 @@ In a scratch database it:
    40, and 4 % cropped off each side. Fashion-MNIST is a hard case: hundreds of plain T-shirts and
    sneakers that look alike without being copies. Everything is imported through the app
    (``image_ingest_bytes``), embedded by the default first model (pretrained EfficientNet-Lite0
-   features), scanned (``duplicate_scan_start``, in this process), and grouped at several
+   features, average-pooled) and by the features made for near-duplicates (max-pooled,
+   ``duplicate_features_prepare``), scanned with each (``duplicate_scan_start``, in this process), and grouped at several
    thresholds, with and without the mutual-neighbour rule (``duplicate_groups(mutual=...)``); the pairs of images in one group are compared with the true pairs (an original and
    its copies): pairwise precision and recall;
 2. scale: for each size in ``--vectors``, loads that many clustered synthetic 256-d unit vectors
@@ -85,7 +86,7 @@ def measure_quality(args) -> dict:
     from imagesearch.services.library import collection_get_or_create
     from ranking.selectors import duplicate_groups
     from ranking.services.criteria import criterion_default
-    from ranking.services.duplicates import duplicate_scan_run_inline, duplicate_scan_start
+    from ranking.services.duplicates import duplicate_features_prepare, duplicate_scan_run_inline, duplicate_scan_start
     from ranking.services.training import training_start, version_train
 
     images, _ = load("t10k")
@@ -114,25 +115,32 @@ def measure_quality(args) -> dict:
     version_train(version_id=version.pk, embed="inline")
     embed_s = time.perf_counter() - start
     start = time.perf_counter()
-    scan = duplicate_scan_start(criterion=criterion, max_distance=max(map(float, args.thresholds.split(","))),
-                                dispatch=False)
-    duplicate_scan_run_inline(scan=scan)
-    scan_s = time.perf_counter() - start
-    scan.refresh_from_db()
-    log(f"embedded in {embed_s:.1f} s, scanned in {scan_s:.2f} s: {scan.pair_count} pairs")
-    rows = []
-    for mutual in map(int, args.mutual.split(",")):
-        for threshold in map(float, args.thresholds.split(",")):
-            found = duplicate_groups(scan=scan, max_distance=threshold, mutual=mutual, limit=10**9)
-            groups = [{g.reference.pk, *(m.image.pk for m in g.members)} for g in found.groups]
-            row = {"threshold": threshold, "mutual": found.mutual, "groups": found.group_count,
-                   **pairwise(groups, [f for f in families if len(f) > 1])}
-            rows.append(row)
-            log(f"threshold {threshold:g}, mutual {found.mutual}: {row['groups']} groups, precision "
-                f"{row['precision']:.3f}, recall {row['recall']:.3f} ({row['pairs_found']} pairs found, "
-                f"{row['true_pairs']} true)")
+    max_version = duplicate_features_prepare(criterion=criterion, dispatch=False)
+    version_train(version_id=max_version.pk, embed="inline")
+    embed_max_s = time.perf_counter() - start
+    log(f"embedded in {embed_s:.1f} s (average-pooled features), {embed_max_s:.1f} s (max-pooled)")
+    rows, scans = [], {}
+    for features, used in (("avg", version), ("max", max_version)):
+        used.refresh_from_db()
+        start = time.perf_counter()
+        scan = duplicate_scan_start(criterion=criterion, version=used,
+                                    max_distance=max(map(float, args.thresholds.split(","))), dispatch=False)
+        duplicate_scan_run_inline(scan=scan)
+        scans[features] = round(time.perf_counter() - start, 2)
+        scan.refresh_from_db()
+        log(f"{features}-pooled features: scanned in {scans[features]:.2f} s, {scan.pair_count} pairs")
+        for mutual in map(int, args.mutual.split(",")):
+            for threshold in map(float, args.thresholds.split(",")):
+                found = duplicate_groups(scan=scan, max_distance=threshold, mutual=mutual, limit=10**9)
+                groups = [{g.reference.pk, *(m.image.pk for m in g.members)} for g in found.groups]
+                row = {"features": features, "threshold": threshold, "mutual": found.mutual,
+                       "groups": found.group_count, **pairwise(groups, [f for f in families if len(f) > 1])}
+                rows.append(row)
+                log(f"{features}, threshold {threshold:g}, mutual {found.mutual}: {row['groups']} groups, "
+                    f"precision {row['precision']:.3f}, recall {row['recall']:.3f} ({row['pairs_found']} pairs "
+                    f"found, {row['true_pairs']} true)")
     return {"images": count, "originals": args.originals, "copied": args.copied, "import_s": round(import_s, 1),
-            "embed_s": round(embed_s, 1), "scan_s": round(scan_s, 2), "thresholds": rows}
+            "embed_s": round(embed_s, 1), "embed_max_s": round(embed_max_s, 1), "scan_s": scans, "thresholds": rows}
 
 
 def measure_scale(sizes: list[int], seed: int) -> list[dict]:

@@ -17,6 +17,7 @@ urlpatterns = [
     path("search/queries/<str:token>.webp", search_views.search_query_thumbnail, name="search-query-thumbnail"),
     path("duplicates/", duplicate_views.duplicates, name="duplicates"),
     path("duplicates/scan/", duplicate_views.duplicates_scan, name="duplicates-scan"),
+    path("duplicates/prepare/", duplicate_views.duplicates_prepare, name="duplicates-prepare"),
     path("images/", views.image_list, name="image-list"),
     path("images/<int:image_id>/", views.image_detail, name="image-detail"),
     path("documents/", views.document_list, name="document-list"),

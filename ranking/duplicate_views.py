@@ -16,7 +16,11 @@ from imagesearch.params import float_param, int_param
 from ranking import selectors
 from ranking.models import SimilarityCriterion
 from ranking.services.criteria import criterion_default
-from ranking.services.duplicates import DEFAULT_MAX_DISTANCE, DEFAULT_NEIGHBOURS, duplicate_scan_start
+from ranking.models import ModelVersion
+from ranking.services.duplicates import (
+    DEFAULT_MAX_DISTANCE, DEFAULT_NEIGHBOURS, duplicate_features, duplicate_features_prepare, duplicate_scan_start,
+    duplicate_versions,
+)
 
 GROUPS_PER_PAGE = 20
 
@@ -33,9 +37,15 @@ def duplicates(request: HttpRequest) -> HttpResponse:
     criterion = _criterion(request.GET)
     scan = selectors.duplicate_scan_latest(criterion=criterion)
     finished = scan is not None and scan.job is not None and scan.job.status == "succeeded"
+    versions = duplicate_versions(criterion=criterion)
+    preparing = ModelVersion.objects.filter(
+        criterion=criterion, kind=ModelVersion.Kind.PRETRAINED, hyperparameters__pooling="max",
+        status__in=(ModelVersion.Status.TRAINING, ModelVersion.Status.EMBEDDING)).first()
     context = {"criteria": SimilarityCriterion.objects.order_by("pk"), "criterion": criterion, "scan": scan,
                "finished": finished, "default_max_distance": DEFAULT_MAX_DISTANCE,
-               "default_neighbours": DEFAULT_NEIGHBOURS}
+               "default_neighbours": DEFAULT_NEIGHBOURS, "versions": [(v, duplicate_features(v)) for v in versions],
+               "has_duplicate_features": any(duplicate_features(v) for v in versions), "preparing": preparing,
+               "scan_reads_duplicate_features": scan is not None and duplicate_features(scan.version)}
     if finished:
         page = int_param(request.GET, "page", default=1, min_value=1, max_value=1_000_000)
         distance = float_param(request.GET, "distance", default=None, min_value=0.0, max_value=scan.max_distance,
@@ -55,14 +65,31 @@ def duplicates(request: HttpRequest) -> HttpResponse:
 @require_POST
 def duplicates_scan(request: HttpRequest) -> HttpResponse:
     criterion = _criterion(request.POST)
+    version_id = int_param(request.POST, "version")
+    version = get_object_or_404(ModelVersion, pk=version_id, criterion=criterion) if version_id else None
     try:
         scan = duplicate_scan_start(
-            criterion=criterion, created_by=request.user,
+            criterion=criterion, version=version, created_by=request.user,
             max_distance=float_param(request.POST, "max_distance", default=DEFAULT_MAX_DISTANCE, min_value=0.001,
                                      max_value=1.0, label="Largest distance"),
             neighbours=int_param(request.POST, "neighbours", default=DEFAULT_NEIGHBOURS, min_value=1, max_value=100,
                                  label="Neighbours per image"))
         messages.success(request, f"Looking for near-duplicates among the images of version {scan.version_id}.")
     except (AppError, selectors.NoActiveVersion) as exc:
+        messages.error(request, str(exc))
+    return redirect(f"{reverse('duplicates')}?criterion={criterion.pk}")
+
+
+@login_required
+@permission_required("ranking.manage_models", raise_exception=True)
+@require_POST
+def duplicates_prepare(request: HttpRequest) -> HttpResponse:
+    """Start the max-pooled pretrained features that scans read best (a version that embeds the library)."""
+    criterion = _criterion(request.POST)
+    try:
+        version = duplicate_features_prepare(criterion=criterion, created_by=request.user)
+        messages.success(request, f"Preparing version {version.pk}, features for near-duplicates: it embeds the "
+                                  "library (follow it on the dashboard), then scan with it.")
+    except AppError as exc:
         messages.error(request, str(exc))
     return redirect(f"{reverse('duplicates')}?criterion={criterion.pk}")

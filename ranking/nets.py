@@ -315,6 +315,12 @@ class DeepRankingNet(nn.Module):
     embed = forward
 
 
+# How PretrainedFeatures pools the backbone's last feature map: "avg", as the backbone was trained (the
+# library's first model), or "max", which keeps what one place of the picture holds: copies of a picture
+# stay as close while look-alikes move apart (near-duplicates: docs/benchmarks.md)
+POOLINGS = ("avg", "max")
+
+
 class PretrainedFeatures(nn.Module):
     """A library's first model: a pretrained backbone's pooled features, L2-normalised, with no training.
 
@@ -322,16 +328,25 @@ class PretrainedFeatures(nn.Module):
     from good neighbours) and the baseline a deep-ranking version must beat.
     """
 
-    def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 224, weights: str | Path | None = None):
+    def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 224, weights: str | Path | None = None,
+                 pooling: str = "avg"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling is one of {', '.join(POOLINGS)}, not {pooling!r}")
+        if pooling == "max" and backbone not in LITE_BACKBONES:
+            raise ValueError(f"max pooling needs the feature map of efficientnet_lite0, not {backbone!r}")
         self.image_size = image_size
-        self.backbone_name = backbone
+        self.pooling = pooling
+        # the feature cache is keyed by this name: max-pooled features are other features than averaged ones
+        self.backbone_name = backbone if pooling == "avg" else f"{backbone}:{pooling}"
         self.normalize = Normalize(*backbone_input_stats(backbone))
         self.deep, self.embedding_dim, self.weights_used = make_backbone(backbone, image_size, weights)
         self.feature_dim = self.embedding_dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's pooled output (what the feature cache stores)."""
+        if self.pooling == "max":
+            return self.deep.feature_map(self.normalize(x)).amax((2, 3)).float()
         return self.deep(self.normalize(x)).float()
 
     def embed_features(self, features: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,7 +15,7 @@ from ranking.models import ModelVersion
 # Network parameters (what ``ranking.nets.build_model`` takes) per kind; the rest
 # of a version's hyperparameters configure training.
 MODEL_PARAMS = {
-    ModelVersion.Kind.PRETRAINED: ("backbone", "image_size", "weights"),
+    ModelVersion.Kind.PRETRAINED: ("backbone", "image_size", "weights", "pooling"),
     ModelVersion.Kind.AUTOENCODER: ("image_size", "embedding_dim", "width", "depth"),
     ModelVersion.Kind.RANKING: ("backbone", "embedding_dim", "image_size", "weights"),  # see ranking_model_params
 }
@@ -31,8 +31,9 @@ def model_params(kind: str, hp: dict) -> dict:
 def default_hyperparameters(kind: str) -> dict:
     if kind == ModelVersion.Kind.PRETRAINED:
         # ImageNet weights whenever they are on the machine (the default backbone's always are)
+        # pooling "max": features for near-duplicates (ranking.nets.POOLINGS)
         return {"backbone": settings.RANKING_PRETRAINED_BACKBONE, "weights": "imagenet",
-                "image_size": settings.RANKING_PRETRAINED_IMAGE_SIZE, "epochs": 0}
+                "image_size": settings.RANKING_PRETRAINED_IMAGE_SIZE, "epochs": 0, "pooling": "avg"}
     if kind == ModelVersion.Kind.AUTOENCODER:
         size = settings.RANKING_AUTOENCODER_IMAGE_SIZE
         return {"image_size": size, "embedding_dim": 64, "width": 32, "depth": 2 if size <= 32 else 4,
@@ -71,6 +72,13 @@ def hyperparameters_resolve(*, kind: str, hyperparameters: dict | None = None) -
     unknown = set(params) - set(default_hyperparameters(kind))
     if unknown:
         raise AppError(f"unknown hyperparameters for {kind}: {', '.join(sorted(unknown))}")
+    if kind == ModelVersion.Kind.PRETRAINED and params["pooling"] != "avg":
+        from ranking.nets import LITE_BACKBONES, POOLINGS
+
+        if params["pooling"] not in POOLINGS:
+            raise AppError(f"pooling is one of {', '.join(POOLINGS)}, not {params['pooling']!r}")
+        if params["backbone"] not in LITE_BACKBONES:
+            raise AppError(f"max pooling needs efficientnet_lite0's feature map, not {params['backbone']!r}")
     return params
 
 

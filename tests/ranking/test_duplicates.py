@@ -84,8 +84,8 @@ def test_copies_of_one_picture_are_grouped_and_other_pictures_are_not(copied_lib
     assert sorted(map(sorted, _grouped(found))) == sorted(map(sorted, expected))
     assert found.group_count == 4 and found.images_in_groups == 16
     group = found.groups[0]
-    assert found.max_distance == 0.12 and found.mutual == 3  # the defaults, below the scan's 0.2 and 10
-    assert all(m.distance is None or 0 <= m.distance <= group.largest_distance <= 0.12 for m in group.members)
+    assert found.max_distance == 0.11 and found.mutual == 3  # the defaults, below the scan's 0.2 and 10
+    assert all(m.distance is None or 0 <= m.distance <= group.largest_distance <= 0.11 for m in group.members)
     # a lower threshold never joins more; at 0 only identical features stay together
     tighter = duplicate_groups(scan=scan, max_distance=0.0)
     assert tighter.images_in_groups < found.images_in_groups
@@ -147,17 +147,24 @@ def test_a_scan_needs_an_embedded_version(db, criterion):
 def test_the_page_and_the_api_show_the_groups_and_take_marks(copied_library, criterion, client):
     admin = UserFactory(roles=["admin"])
     client.force_login(admin)
-    assert "No scan yet" in client.get("/duplicates/").content.decode()
+    first = client.get("/duplicates/").content.decode()
+    assert "No scan yet" in first and "Prepare features for near-duplicates" in first
+    assert client.post("/duplicates/prepare/", {"criterion": criterion.pk}).status_code == 302
+    from ranking.models import ModelVersion
+
+    preparing = ModelVersion.objects.get(hyperparameters__pooling="max")
+    assert f"Version {preparing.pk}, features for near-duplicates, is being prepared" in client.get(
+        "/duplicates/").content.decode()
     answer = client.post("/duplicates/scan/", {"criterion": criterion.pk, "max_distance": "0.2", "neighbours": "10"})
     assert answer.status_code == 302
     from ranking.models import DuplicateScan
 
     duplicate_scan_run_inline(scan=DuplicateScan.objects.get())
-    page = client.get("/duplicates/?distance=0.12&mutual=3").content.decode()
+    page = client.get("/duplicates/?distance=0.11&mutual=3").content.decode()
     assert "4 groups, 16 images in them." in page and "Same picture" in page
     assert client.get("/duplicates/?distance=abc").status_code == 400
 
-    body = client.get("/api/duplicates/", {"distance": "0.12", "limit": 2}).json()
+    body = client.get("/api/duplicates/", {"distance": "0.11", "limit": 2}).json()
     assert body["group_count"] == 4 and len(body["groups"]) == 2
     group = body["groups"][0]
     reference, member = group["reference"]["id"], group["members"][0]["image"]["id"]
@@ -172,3 +179,27 @@ def test_the_page_and_the_api_show_the_groups_and_take_marks(copied_library, cri
     client.force_login(labeler)
     assert client.get("/duplicates/").status_code == 403
     assert client.get("/api/duplicates/").status_code == 403
+
+
+def test_features_made_for_duplicates_are_max_pooled_and_scans_read_them_first(copied_library, criterion):
+    from imagesearch.errors import AppError
+    from ranking.models import ModelVersion
+    from ranking.services.duplicates import duplicate_features_prepare, duplicate_versions
+    from ranking.services.hyperparameters import hyperparameters_resolve
+    from ranking.services.training import version_train
+
+    active = ModelVersion.objects.get(status="active")
+    version = duplicate_features_prepare(criterion=criterion, dispatch=False)
+    version = version_train(version_id=version.pk, embed="inline")
+    assert version.status == ModelVersion.Status.READY  # it serves no search unless an admin says so
+    assert ModelVersion.objects.get(pk=active.pk).status == ModelVersion.Status.ACTIVE
+    assert version.feature_extractor.backbone == "efficientnet_lite0:max"  # its own features, not the active's
+    assert [v.pk for v in duplicate_versions(criterion=criterion)] == [version.pk, active.pk]
+    scan = _scan(criterion)
+    assert scan.version_id == version.pk
+    expected = [ids for ids in copied_library.values() if len(ids) > 1]
+    assert sorted(map(sorted, _grouped(duplicate_groups(scan=scan)))) == sorted(map(sorted, expected))
+    with pytest.raises(AppError, match="pooling is one of"):
+        hyperparameters_resolve(kind="pretrained", hyperparameters={"pooling": "median"})
+    with pytest.raises(AppError, match="needs efficientnet_lite0"):
+        hyperparameters_resolve(kind="pretrained", hyperparameters={"pooling": "max", "backbone": "resnet18"})
