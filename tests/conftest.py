@@ -105,6 +105,7 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
     worker sees their committed rows.
     """
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -137,7 +138,9 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
                 raise RuntimeError(f"the Celery worker did not start:\n{log_path.read_text()}")
         yield base / "media", log_path
     finally:
-        process.terminate()
+        # a cold shutdown (SIGQUIT): at the end of the session no task is left to finish, and the warm
+        # one (SIGTERM) took seconds to close the pool on a loaded machine, at the end of the run
+        process.send_signal(signal.SIGQUIT)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
