@@ -154,17 +154,26 @@ class JobIssue(models.Model):
         ordering = ["id"]
 
 
-class IngestChunk(models.Model):
-    """A slice of an import job, processed by one Celery task (idempotently)."""
+class JobChunk(models.Model):
+    """A slice of a job that one Celery task does, idempotently: the job engine runs and commits it
+    (``services.jobs``). A chunk model has a ``job``, this ``status`` and a ``size`` (its items)."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
         DONE = "done"
 
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+
+    class Meta:
+        abstract = True
+
+
+class IngestChunk(JobChunk):
+    """A slice of an import job, processed by one Celery task (idempotently)."""
+
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="ingest_chunks")
     index = models.PositiveIntegerField()
     items = models.JSONField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     imported = models.PositiveIntegerField(default=0)  # images
     documents = models.PositiveIntegerField(default=0)  # documents imported (their images count above)
     duplicates = models.PositiveIntegerField(default=0)

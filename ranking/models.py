@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import F, Q
 from pgvector.django import VectorField
 
+from imagesearch.models import JobChunk
+
 DEFAULT_CRITERION_NAME = "Similarity"
 DEFAULT_QUESTION = "Which image is more similar to the query?"
 
@@ -151,23 +153,24 @@ class Embedding(models.Model):
         constraints = [models.UniqueConstraint(fields=["version", "image"], name="one_embedding_per_image_version")]
 
 
-class EmbeddingChunk(models.Model):
-    """A range of image ids that one ``refresh_embeddings`` task embeds (idempotent, retried)."""
+class ImageRangeChunk(JobChunk):
+    """A range of image ids that one task of a job works through (the job engine runs and commits it)."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        DONE = "done"
-
-    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="chunks")
     job = models.ForeignKey("imagesearch.Job", on_delete=models.CASCADE, related_name="+")
     first_image_id = models.BigIntegerField()
     last_image_id = models.BigIntegerField()
     size = models.PositiveIntegerField(help_text="Images in the range when the chunk was made.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    embedded = models.PositiveIntegerField(default=0)
 
     class Meta:
+        abstract = True
         ordering = ["first_image_id"]
+
+
+class EmbeddingChunk(ImageRangeChunk):
+    """A range of image ids that one ``refresh_embeddings`` task embeds (idempotent, retried)."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="chunks")
+    embedded = models.PositiveIntegerField(default=0)
 
 
 class DuplicateScan(models.Model):
@@ -189,23 +192,11 @@ class DuplicateScan(models.Model):
         ordering = ["-id"]
 
 
-class DuplicateChunk(models.Model):
+class DuplicateChunk(ImageRangeChunk):
     """A range of image ids whose near neighbours one ``find_duplicates_chunk`` task looks up."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        DONE = "done"
-
     scan = models.ForeignKey(DuplicateScan, on_delete=models.CASCADE, related_name="chunks")
-    job = models.ForeignKey("imagesearch.Job", on_delete=models.CASCADE, related_name="+")
-    first_image_id = models.BigIntegerField()
-    last_image_id = models.BigIntegerField()
-    size = models.PositiveIntegerField(help_text="Images in the range when the chunk was made.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     pairs = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        ordering = ["first_image_id"]
 
 
 class DuplicatePair(models.Model):

@@ -278,8 +278,8 @@ def job_wait(*, job_id: int, poll_seconds: float = 0.5, on_poll: Callable[[Job],
 
 
 # --- jobs cut into chunks ------------------------------------------------------------------
-# A chunk model has ``job`` (a Job), ``status`` (its Status has PENDING and DONE) and ``size`` (its
-# items). Each chunk is one Celery task, idempotent: what it writes commits with its "done" mark.
+# A chunk model is a ``imagesearch.models.JobChunk``: a ``job``, a ``status`` (pending, done) and a ``size``
+# (its items). Each chunk is one Celery task, idempotent: what it writes commits with its "done" mark.
 
 
 def job_chunks_run(
