@@ -85,6 +85,37 @@ class Image(models.Model):
     def __str__(self) -> str:
         return self.original_name or self.sha256[:12]
 
+    @property
+    def title(self) -> str:
+        """What the pages call it: its file's name, or, taken from a document, the document's title, the page
+        and where on the page ("Survey manual, p. 12, top left"): a 100-page PDF's pictures all have its
+        file's name. (Reads ``document``: select it with the image.)"""
+        if self.document_id is None:
+            return str(self)
+        parts = [self.document.title]
+        if self.page_number:
+            parts.append(f"p. {self.page_number}")
+        if self.place_on_page:
+            parts.append(self.place_on_page)
+        return ", ".join(parts)
+
+    @property
+    def place_on_page(self) -> str:
+        """Where its box sits on its page: "whole page", "top left" … "bottom right", or "" when unknown."""
+        sizes = self.document.page_sizes if self.document_id is not None else []
+        if not self.bbox or not self.page_number or len(sizes or []) < self.page_number:
+            return ""
+        width, height = sizes[self.page_number - 1]
+        x0, y0, x1, y1 = self.bbox
+        if width <= 0 or height <= 0:
+            return ""
+        if (x1 - x0) * (y1 - y0) >= 0.8 * width * height:
+            return "whole page"
+        across, down = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
+        row = "top" if down < 1 / 3 else "bottom" if down > 2 / 3 else "middle"
+        column = "left" if across < 1 / 3 else "right" if across > 2 / 3 else ""
+        return f"{row} {column}" if column else ("centre" if row == "middle" else row)
+
 
 class Job(models.Model):
     """A background job as the UI shows it: what, how far, how fast, how it ended."""

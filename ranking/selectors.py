@@ -471,7 +471,7 @@ def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, 
         distance_of[(a, b)] = d
     ordered = sorted(components.values(), key=lambda ids: (-len(ids), min(ids)))
     page = ordered[offset:offset + limit]
-    images = Image.objects.in_bulk([pk for ids in page for pk in ids])
+    images = Image.objects.select_related("document").in_bulk([pk for ids in page for pk in ids])
     groups = []
     for ids in page:
         reference = max(ids, key=lambda pk: (degree.get(pk, 0), -pk))

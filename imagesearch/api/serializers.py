@@ -36,11 +36,13 @@ class ImageOutputSerializer(serializers.ModelSerializer):
     file_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField()
+    title = serializers.CharField(read_only=True, help_text="The file's name, or for a picture taken from a "
+                                  "document: its title, page and place on the page.")
 
     class Meta:
         model = Image
         fields = [
-            "id", "sha256", "original_name", "label", "metadata", "width", "height", "format",
+            "id", "sha256", "title", "original_name", "label", "metadata", "width", "height", "format",
             "media_type", "file_size", "collection", "document", "page_number", "bbox",
             "file_url", "thumbnail_url", "page_url", "created_at",
         ]

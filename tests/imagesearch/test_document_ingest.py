@@ -237,3 +237,29 @@ def test_done_when_a_folder_of_pdfs_and_scans_is_a_searchable_library_whose_imag
         page = client.get(result["document_url"].split("#")[0]).content.decode()
         assert f'class="doc-page current" id="page-{image.page_number}"' in page
         assert f'href="/images/{image.pk}/"' in page
+
+
+@pytest.mark.django_db
+def test_a_picture_from_a_document_is_called_by_the_document_page_and_place(client, settings):
+    """All of a PDF's pictures have its file's name: pages show the document's title, the page and where."""
+    from imagesearch.services.ingest import image_ingest_bytes
+    from imagesearch.services.library import collection_get_or_create
+    from tests.factories import UserFactory
+
+    settings.DOCUMENT_RENDER_DPI = 50
+    collection = collection_get_or_create(name="Reports")
+    b = PdfBuilder()
+    page = b.add_page()
+    page.draw(b.jpeg(jpeg_photo(320, 240, seed=41)), x=72, y=300, w=320, h=240)  # the middle of the page
+    page.draw(b.jpeg(jpeg_photo(200, 150, seed=42)), x=400, y=640, w=200, h=150)  # its top right corner
+    image_ingest_bytes(data=b.to_bytes(), original_name="survey-2019.pdf", collection=collection)
+    image_ingest_bytes(data=scanned_pdf(1, seed=43, dpi=72), original_name="scan.pdf", collection=collection)
+    photo = image_ingest_bytes(data=images.jpeg(seed=44), original_name="photo.jpg", collection=collection)
+
+    titles = {i.title for i in Image.objects.select_related("document")}
+    assert titles == {"survey-2019, p. 1, centre", "survey-2019, p. 1, top right", "scan, p. 1, whole page",
+                      "photo.jpg"}
+    client.force_login(UserFactory(roles=["analyst"]))
+    library = client.get("/images/").content.decode()
+    assert "survey-2019, p. 1, top right" in library
+    assert client.get(f"/api/images/{photo.image_ids[0]}/").json()["title"] == "photo.jpg"
