@@ -163,6 +163,7 @@ def test_the_page_and_the_api_show_the_groups_and_take_marks(copied_library, cri
     page = client.get("/duplicates/?distance=0.11&mutual=3").content.decode()
     assert "4 groups, 16 images in them." in page and "Same picture" in page
     assert client.get("/duplicates/?distance=abc").status_code == 400
+    assert "No group on page 9: there is 1 page." in client.get("/duplicates/?page=9").content.decode()
 
     body = client.get("/api/duplicates/", {"distance": "0.11", "limit": 2}).json()
     assert body["group_count"] == 4 and len(body["groups"]) == 2
