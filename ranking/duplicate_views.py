@@ -17,9 +17,9 @@ from ranking import selectors
 from ranking.models import SimilarityCriterion
 from ranking.services.criteria import criterion_default
 from ranking.models import ModelVersion
+from ranking.selectors import duplicate_features, duplicate_versions
 from ranking.services.duplicates import (
-    DEFAULT_MAX_DISTANCE, DEFAULT_NEIGHBOURS, duplicate_features, duplicate_features_prepare, duplicate_scan_start,
-    duplicate_versions,
+    DEFAULT_MAX_DISTANCE, DEFAULT_NEIGHBOURS, duplicate_features_prepare, duplicate_scan_start,
 )
 
 GROUPS_PER_PAGE = 20

@@ -416,6 +416,19 @@ class DuplicateGroups:
     images_in_groups: int
 
 
+def duplicate_versions(*, criterion: SimilarityCriterion) -> list[ModelVersion]:
+    """The criterion's versions a scan can use (embedded and indexed), the best for it first: max-pooled
+    pretrained features, then the active version, then the others, newest first."""
+    versions = list(ModelVersion.objects.filter(criterion=criterion, status__in=(
+        ModelVersion.Status.READY, ModelVersion.Status.ACTIVE)).exclude(index_name="").order_by("-pk"))
+    return sorted(versions, key=lambda v: (not duplicate_features(v), v.status != ModelVersion.Status.ACTIVE))
+
+
+def duplicate_features(version: ModelVersion) -> bool:
+    """Whether the version embeds with max-pooled pretrained features, the ones made for near-duplicates."""
+    return version.kind == ModelVersion.Kind.PRETRAINED and (version.hyperparameters or {}).get("pooling") == "max"
+
+
 def duplicate_scan_latest(*, criterion: SimilarityCriterion) -> DuplicateScan | None:
     """The criterion's latest scan (finished or not)."""
     return DuplicateScan.objects.filter(criterion=criterion).select_related("job", "version").order_by("-pk").first()

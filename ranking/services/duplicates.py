@@ -1,15 +1,16 @@
 """Near-duplicates: the same picture re-scanned, resized, recompressed or lightly cropped.
 
-The version a scan reads is best one of max-pooled pretrained features (``duplicate_features_prepare``):
+A scan reads at best a version of max-pooled pretrained features (``duplicate_features_prepare``):
 with them copies stay as close while look-alikes move apart (``bench.duplicates``); without one, the
-active version's embeddings are used.
+active version's embeddings (``ranking.selectors.duplicate_versions``).
 
-A scan (``DuplicateScan``) asks a version's HNSW index, for every image, for its ``neighbours``
+A scan (``DuplicateScan``) asks the version's HNSW index, for every image, for its ``neighbours``
 nearest images within ``max_distance`` (cosine distance), in chunks of image ids that run as Celery
-tasks over every worker: the pairs it finds are stored (``DuplicatePair``). The groups are not: they are
-the connected components of the pairs under whatever threshold the user picks, up to the scan's, whose
-images are each among the other's few nearest (``ranking.selectors.duplicate_groups``). So moving the threshold costs no new scan, and the scan costs
-one index query per image (minutes at 100k images), never all pairs.
+tasks over every worker: the pairs it finds are stored (``DuplicatePair``). The groups are not: they
+are the connected components of the pairs under whatever threshold the user picks, up to the scan's,
+whose images are each among the other's few nearest (``ranking.selectors.duplicate_groups``). So
+moving the threshold costs no new scan, and the scan costs one index query per image (minutes at
+100k images), never all pairs.
 
 A person's mark on two images (``DuplicateMark``: the same picture, or distinct) overrides the
 distances in the groups, and is a judgment for the criterion: it is recorded as the marker's feedback
@@ -30,7 +31,7 @@ from imagesearch.services.jobs import (
     job_chunk_commit, job_chunk_start, job_chunks_run, job_create, job_finish,
 )
 from ranking.models import DuplicateChunk, DuplicateMark, DuplicatePair, DuplicateScan, ModelVersion, SimilarityCriterion
-from ranking.selectors import active_version
+from ranking.selectors import active_version, duplicate_versions
 
 # Cosine distances under the pretrained features: copies of one photo (half size, JPEG quality 40, 4 %
 # cropped off each side) sat within 0.11 of each other, different photos 0.47 or more apart
@@ -44,19 +45,6 @@ DEFAULT_THRESHOLD = 0.11
 DEFAULT_MUTUAL = 3
 DEFAULT_NEIGHBOURS = 10
 NO_EMBEDDINGS = "Version {version} has no embeddings yet: near-duplicates are found once the library is embedded."
-
-
-def duplicate_versions(*, criterion: SimilarityCriterion) -> list[ModelVersion]:
-    """The criterion's versions a scan can use (embedded and indexed), the best for it first: max-pooled
-    pretrained features, then the active version, then the others, newest first."""
-    versions = list(ModelVersion.objects.filter(criterion=criterion, status__in=(
-        ModelVersion.Status.READY, ModelVersion.Status.ACTIVE)).exclude(index_name="").order_by("-pk"))
-    return sorted(versions, key=lambda v: (not duplicate_features(v), v.status != ModelVersion.Status.ACTIVE))
-
-
-def duplicate_features(version: ModelVersion) -> bool:
-    """Whether the version embeds with max-pooled pretrained features, the ones made for near-duplicates."""
-    return version.kind == ModelVersion.Kind.PRETRAINED and (version.hyperparameters or {}).get("pooling") == "max"
 
 
 def duplicate_features_prepare(*, criterion: SimilarityCriterion, created_by=None, dispatch: bool = True) -> ModelVersion:

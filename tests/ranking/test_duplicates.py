@@ -185,7 +185,8 @@ def test_the_page_and_the_api_show_the_groups_and_take_marks(copied_library, cri
 def test_features_made_for_duplicates_are_max_pooled_and_scans_read_them_first(copied_library, criterion):
     from imagesearch.errors import AppError
     from ranking.models import ModelVersion
-    from ranking.services.duplicates import duplicate_features_prepare, duplicate_versions
+    from ranking.selectors import duplicate_versions
+    from ranking.services.duplicates import duplicate_features_prepare
     from ranking.services.hyperparameters import hyperparameters_resolve
     from ranking.services.training import version_train
 
