@@ -14,10 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 from imagesearch.errors import AppError
 from imagesearch.params import float_param, int_param
 from ranking import selectors
-from ranking.models import SimilarityCriterion
+from ranking.models import ModelVersion, SimilarityCriterion
 from ranking.services.criteria import criterion_default
-from ranking.models import ModelVersion
-from ranking.selectors import duplicate_features, duplicate_versions
 from ranking.services.duplicates import (
     DEFAULT_MAX_DISTANCE, DEFAULT_NEIGHBOURS, duplicate_features_prepare, duplicate_scan_start,
 )
@@ -36,16 +34,14 @@ def _criterion(params) -> SimilarityCriterion:
 def duplicates(request: HttpRequest) -> HttpResponse:
     criterion = _criterion(request.GET)
     scan = selectors.duplicate_scan_latest(criterion=criterion)
-    finished = scan is not None and scan.job is not None and scan.job.status == "succeeded"
-    versions = duplicate_versions(criterion=criterion)
-    preparing = ModelVersion.objects.filter(
-        criterion=criterion, kind=ModelVersion.Kind.PRETRAINED, hyperparameters__pooling="max",
-        status__in=(ModelVersion.Status.TRAINING, ModelVersion.Status.EMBEDDING)).first()
+    finished = scan is not None and scan.succeeded
+    versions = [(v, selectors.duplicate_features(v)) for v in selectors.duplicate_versions(criterion=criterion)]
     context = {"criteria": SimilarityCriterion.objects.order_by("pk"), "criterion": criterion, "scan": scan,
                "finished": finished, "default_max_distance": DEFAULT_MAX_DISTANCE,
-               "default_neighbours": DEFAULT_NEIGHBOURS, "versions": [(v, duplicate_features(v)) for v in versions],
-               "has_duplicate_features": any(duplicate_features(v) for v in versions), "preparing": preparing,
-               "scan_reads_duplicate_features": scan is not None and duplicate_features(scan.version)}
+               "default_neighbours": DEFAULT_NEIGHBOURS, "versions": versions,
+               "has_duplicate_features": any(made_for_it for _, made_for_it in versions),
+               "preparing": selectors.duplicate_features_preparing(criterion=criterion),
+               "scan_reads_duplicate_features": scan is not None and selectors.duplicate_features(scan.version)}
     if finished:
         page = int_param(request.GET, "page", default=1, min_value=1, max_value=1_000_000)
         distance = float_param(request.GET, "distance", default=None, min_value=0.0, max_value=scan.max_distance,

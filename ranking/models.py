@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 from pgvector.django import VectorField
 
-from imagesearch.models import JobChunk
+from imagesearch.models import Job, JobChunk
 
 DEFAULT_CRITERION_NAME = "Similarity"
 DEFAULT_QUESTION = "Which image is more similar to the query?"
@@ -191,12 +191,16 @@ class DuplicateScan(models.Model):
     class Meta:
         ordering = ["-id"]
 
+    @property
+    def succeeded(self) -> bool:
+        """Its job finished well: its pairs are all there (reads ``job``: select it with the scan)."""
+        return self.job is not None and self.job.status == Job.Status.SUCCEEDED
+
 
 class DuplicateChunk(ImageRangeChunk):
     """A range of image ids whose near neighbours one ``find_duplicates_chunk`` task looks up."""
 
     scan = models.ForeignKey(DuplicateScan, on_delete=models.CASCADE, related_name="chunks")
-    pairs = models.PositiveIntegerField(default=0)
 
 
 class DuplicatePair(models.Model):

@@ -321,6 +321,14 @@ class DeepRankingNet(nn.Module):
 POOLINGS = ("avg", "max")
 
 
+def pooling_check(backbone: str, pooling: str) -> None:
+    """A ValueError saying why this backbone cannot be pooled so, if it cannot."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling is one of {', '.join(POOLINGS)}, not {pooling!r}")
+    if pooling == "max" and backbone not in LITE_BACKBONES:
+        raise ValueError(f"max pooling needs efficientnet_lite0's feature map, not {backbone!r}")
+
+
 class PretrainedFeatures(nn.Module):
     """A library's first model: a pretrained backbone's pooled features, L2-normalised, with no training.
 
@@ -331,10 +339,7 @@ class PretrainedFeatures(nn.Module):
     def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 224, weights: str | Path | None = None,
                  pooling: str = "avg"):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling is one of {', '.join(POOLINGS)}, not {pooling!r}")
-        if pooling == "max" and backbone not in LITE_BACKBONES:
-            raise ValueError(f"max pooling needs the feature map of efficientnet_lite0, not {backbone!r}")
+        pooling_check(backbone, pooling)
         self.image_size = image_size
         self.pooling = pooling
         # the feature cache is keyed by this name: max-pooled features are other features than averaged ones

@@ -429,6 +429,13 @@ def duplicate_features(version: ModelVersion) -> bool:
     return version.kind == ModelVersion.Kind.PRETRAINED and (version.hyperparameters or {}).get("pooling") == "max"
 
 
+def duplicate_features_preparing(*, criterion: SimilarityCriterion) -> ModelVersion | None:
+    """A version of max-pooled pretrained features still training or embedding, if one is."""
+    return ModelVersion.objects.filter(
+        criterion=criterion, kind=ModelVersion.Kind.PRETRAINED, hyperparameters__pooling="max",
+        status__in=(ModelVersion.Status.TRAINING, ModelVersion.Status.EMBEDDING)).first()
+
+
 def duplicate_scan_latest(*, criterion: SimilarityCriterion) -> DuplicateScan | None:
     """The criterion's latest scan (finished or not)."""
     return DuplicateScan.objects.filter(criterion=criterion).select_related("job", "version").order_by("-pk").first()

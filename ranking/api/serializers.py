@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from imagesearch.api.serializers import ImageOutputSerializer
+from ranking.services.duplicates import DEFAULT_MAX_DISTANCE, DEFAULT_NEIGHBOURS
 
 
 class DuplicateMemberSerializer(serializers.Serializer):
@@ -39,8 +40,10 @@ class DuplicateGroupsOutputSerializer(serializers.Serializer):
 
 class DuplicateScanInputSerializer(serializers.Serializer):
     criterion = serializers.IntegerField(required=False, min_value=1)
-    max_distance = serializers.FloatField(default=0.2, min_value=0.001, max_value=1.0)
-    neighbours = serializers.IntegerField(default=10, min_value=1, max_value=100)
+    version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the features made for "
+                                       "near-duplicates if the criterion has them, else its active version.")
+    max_distance = serializers.FloatField(default=DEFAULT_MAX_DISTANCE, min_value=0.001, max_value=1.0)
+    neighbours = serializers.IntegerField(default=DEFAULT_NEIGHBOURS, min_value=1, max_value=100)
 
 
 class DuplicateMarkInputSerializer(serializers.Serializer):

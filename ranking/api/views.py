@@ -7,6 +7,7 @@ from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.generics import get_object_or_404
 from rest_framework.views import APIView
 
 from imagesearch.api.permissions import HasModelPermission
@@ -16,7 +17,7 @@ from ranking.api.serializers import (
     DuplicateGroupsOutputSerializer, DuplicateMarkInputSerializer, DuplicateMarkOutputSerializer,
     DuplicateScanInputSerializer, DuplicateScanSerializer,
 )
-from ranking.models import SimilarityCriterion
+from ranking.models import ModelVersion, SimilarityCriterion
 from ranking.services.criteria import criterion_resolve
 from ranking.services.duplicates import duplicate_mark, duplicate_scan_start
 
@@ -44,7 +45,7 @@ class DuplicateGroupsApi(APIView):
         params = request.query_params
         criterion = _criterion(int_param(params, "criterion"))
         scan = selectors.duplicate_scan_latest(criterion=criterion)
-        if scan is None or scan.job is None or scan.job.status != "succeeded":
+        if scan is None or not scan.succeeded:
             raise NotFound("No finished near-duplicate scan for this criterion yet.")
         found = selectors.duplicate_groups(
             scan=scan, max_distance=float_param(params, "distance", default=None, min_value=0.0, max_value=2.0),
@@ -55,7 +56,8 @@ class DuplicateGroupsApi(APIView):
 
 
 class DuplicateScanApi(APIView):
-    """Start a scan of the criterion's active version (admins); follow its job in ``/api/jobs/``."""
+    """Start a scan (admins): of ``version``, else of the criterion's features made for near-duplicates, else
+    of its active version (``ranking.selectors.duplicate_versions``); follow its job in ``/api/jobs/``."""
 
     permission_classes = [IsAuthenticated, HasModelPermission]
     required_permission = "ranking.manage_models"
@@ -65,8 +67,10 @@ class DuplicateScanApi(APIView):
         payload = DuplicateScanInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
+        criterion = _criterion(data.get("criterion"))
+        version = get_object_or_404(ModelVersion, pk=data["version"], criterion=criterion) if data.get("version") else None
         try:
-            scan = duplicate_scan_start(criterion=_criterion(data.get("criterion")), max_distance=data["max_distance"],
+            scan = duplicate_scan_start(criterion=criterion, version=version, max_distance=data["max_distance"],
                                         neighbours=data["neighbours"], created_by=request.user)
         except selectors.NoActiveVersion as exc:
             raise ValidationError({"detail": str(exc)}) from None

@@ -72,13 +72,13 @@ def hyperparameters_resolve(*, kind: str, hyperparameters: dict | None = None) -
     unknown = set(params) - set(default_hyperparameters(kind))
     if unknown:
         raise AppError(f"unknown hyperparameters for {kind}: {', '.join(sorted(unknown))}")
-    if kind == ModelVersion.Kind.PRETRAINED and params["pooling"] != "avg":
-        from ranking.nets import LITE_BACKBONES, POOLINGS
+    if kind == ModelVersion.Kind.PRETRAINED and params["pooling"] != "avg":  # "avg" needs no torch to check
+        from ranking.nets import pooling_check
 
-        if params["pooling"] not in POOLINGS:
-            raise AppError(f"pooling is one of {', '.join(POOLINGS)}, not {params['pooling']!r}")
-        if params["backbone"] not in LITE_BACKBONES:
-            raise AppError(f"max pooling needs efficientnet_lite0's feature map, not {params['backbone']!r}")
+        try:
+            pooling_check(params["backbone"], params["pooling"])
+        except ValueError as exc:
+            raise AppError(str(exc)) from None
     return params
 
 

@@ -8,7 +8,6 @@ from ranking.models import DuplicateMark
 from ranking.services.duplicates import duplicate_scan_run_inline, duplicate_scan_start
 from tests.conftest import CHROMIUM, browser_login
 from tests.factories import UserFactory
-from tests.ranking.test_duplicates import copied_library  # noqa: F401 - the fixture
 
 pytestmark = [
     pytest.mark.slow,
@@ -17,7 +16,7 @@ pytestmark = [
 
 
 def test_an_analyst_moves_the_threshold_and_marks_copies_with_the_keyboard(
-        browser_page, live_server, transactional_db, criterion, copied_library):  # noqa: F811
+        browser_page, live_server, transactional_db, criterion, copied_library):
     scan = duplicate_scan_start(criterion=criterion, dispatch=False)
     duplicate_scan_run_inline(scan=scan)
     UserFactory(username="ana", roles=["analyst"])
