@@ -136,6 +136,7 @@ class Job(models.Model):
         TRAIN_AUTOENCODER = "train_autoencoder", "Autoencoder training"
         TRAIN_RANKING = "train_ranking", "Deep-ranking training"
         FIND_DUPLICATES = "find_duplicates", "Near-duplicate scan"
+        MAP = "map", "Clusters and map"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 

@@ -201,6 +201,13 @@ RANKING_AUTOENCODER_IMAGE_SIZE = env_int("RANKING_AUTOENCODER_IMAGE_SIZE", 64)
 RANKING_EMBED_CHUNK_SIZE = env_int("RANKING_EMBED_CHUNK_SIZE", 512)
 # images whose near neighbours one near-duplicate task looks up (an index query each)
 DUPLICATES_CHUNK_SIZE = env_int("DUPLICATES_CHUNK_SIZE", 2000)
+# clusters and the map (ranking.services.maps): computed for each version that becomes active, by t-SNE
+# fitted on at most MAP_FIT_LIMIT images (the rest placed by their neighbours); the map page draws at
+# most MAP_PAGE_POINTS points at a time (a uniform sample zoomed out, the points in view zoomed in)
+MAP_AUTO = env_bool("MAP_AUTO", True)
+MAP_METHOD = os.environ.get("MAP_METHOD", "tsne")
+MAP_FIT_LIMIT = env_int("MAP_FIT_LIMIT", 100_000)
+MAP_PAGE_POINTS = env_int("MAP_PAGE_POINTS", 100_000)
 RANKING_TRAIN_MAX_IMAGES = env_int("RANKING_TRAIN_MAX_IMAGES", 50_000)  # unsupervised training sample
 RANKING_HNSW_M = env_int("RANKING_HNSW_M", 24)  # 16/64 reached recall@10 0.92 at 1M (docs/benchmarks.md)
 RANKING_HNSW_EF_CONSTRUCTION = env_int("RANKING_HNSW_EF_CONSTRUCTION", 128)

@@ -4,12 +4,13 @@ from django.urls import include, path
 from imagesearch import search_views, views
 from imagesearch.login_throttle import ThrottledAuthenticationForm
 from labeling import views as labeling_views
-from ranking import duplicate_views
+from ranking import duplicate_views, map_views
 from ranking import views as ranking_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("label/", labeling_views.label, name="label"),
+    path("label/focuses/", labeling_views.focus_make_from_page, name="label-focus-make"),
     path("dashboard/", ranking_views.dashboard, name="dashboard"),
     path("dashboard/action/", ranking_views.dashboard_action, name="dashboard-action"),
     path("search/", search_views.search, name="search"),
@@ -18,6 +19,9 @@ urlpatterns = [
     path("duplicates/", duplicate_views.duplicates, name="duplicates"),
     path("duplicates/scan/", duplicate_views.duplicates_scan, name="duplicates-scan"),
     path("duplicates/prepare/", duplicate_views.duplicates_prepare, name="duplicates-prepare"),
+    path("map/", map_views.map_page, name="map"),
+    path("map/clusters/", map_views.cluster_list, name="cluster-list"),
+    path("map/compute/", map_views.map_compute, name="map-compute"),
     path("images/", views.image_list, name="image-list"),
     path("images/<int:image_id>/", views.image_detail, name="image-detail"),
     path("documents/", views.document_list, name="document-list"),

@@ -123,3 +123,49 @@ class SearchFeedback(models.Model):
             models.UniqueConstraint(fields=["criterion", "user", "query", "result"], name="one_mark_per_result"),
             models.CheckConstraint(condition=~Q(query=F("result")), name="feedback_result_is_not_the_query"),
         ]
+
+
+class LabelingFocus(models.Model):
+    """What a criterion's labelers may choose to work on: the images of a collection or of a label, or a
+    set chosen once (a cluster or a selection on the map, a saved search's results). Triplets are drawn
+    within it, each focus has its own queue, and the dashboard shows its judgments and held-out accuracy
+    (``labeling.services.focus``)."""
+
+    class Kind(models.TextChoices):
+        COLLECTION = "collection", "Collection"
+        LABEL = "label", "Label"
+        CLUSTER = "cluster", "Map cluster"
+        SELECTION = "selection", "Map selection"
+        SEARCH = "search", "Saved search"
+
+    # kinds whose images are listed (FocusImage) when the focus is made; the others follow the library
+    LISTED = (Kind.CLUSTER, Kind.SELECTION, Kind.SEARCH)
+
+    criterion = models.ForeignKey("ranking.SimilarityCriterion", on_delete=models.CASCADE, related_name="focuses")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    collection = models.ForeignKey("imagesearch.Collection", null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="+")
+    label = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True, help_text="Where its images came from.")
+    archived = models.BooleanField(default=False, help_text="No longer offered to labelers.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["criterion", "name"], name="one_focus_name_per_criterion")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FocusImage(models.Model):
+    """An image of a listed focus (a cluster, a map selection, a saved search)."""
+
+    focus = models.ForeignKey(LabelingFocus, on_delete=models.CASCADE, related_name="members")
+    image = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["focus", "image"], name="one_membership_per_focus_and_image")]

@@ -12,7 +12,8 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, IntegerF
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from labeling.models import Triplet, TripletAssignment, TripletJudgment
+from imagesearch.models import Image
+from labeling.models import FocusImage, LabelingFocus, Triplet, TripletAssignment, TripletJudgment
 from ranking.models import SimilarityCriterion
 
 
@@ -27,8 +28,9 @@ def triplet_taken(*, triplet_id: int) -> int:
     return TripletAssignment.objects.filter(_taken_filter(), triplet_id=triplet_id).count()
 
 
-def triplets_waiting(*, criterion: SimilarityCriterion, collection_id: int | None = None) -> QuerySet[Triplet]:
-    """Non-gold triplets that still want labelers, in serving order (highest priority first).
+def triplets_waiting(*, criterion: SimilarityCriterion, focus: LabelingFocus | None = None) -> QuerySet[Triplet]:
+    """Non-gold triplets that still want labelers (within ``focus`` when given), in serving order (highest
+    priority first).
 
     A triplet is taken by each answered assignment and by each open one younger
     than ``LABELING_ASSIGNMENT_SECONDS``.
@@ -38,9 +40,70 @@ def triplets_waiting(*, criterion: SimilarityCriterion, collection_id: int | Non
     triplets = (Triplet.objects.filter(criterion=criterion, gold_answer="", complete=False)
                 .annotate(taken=Coalesce(Subquery(taken, output_field=IntegerField()), 0))
                 .filter(taken__lt=F("judgments_wanted")))
-    if collection_id is not None:
-        triplets = triplets.filter(query__collection_id=collection_id)
-    return triplets.order_by("-priority", "pk")
+    return triplets.filter(focus_triplets_q(focus)).order_by("-priority", "pk")
+
+
+# --- focuses -----------------------------------------------------------------------------------------
+
+
+def focus_images(focus: LabelingFocus | None) -> QuerySet[Image]:
+    """The images of a focus (the library's for None)."""
+    images = Image.objects.all()
+    if focus is None:
+        return images
+    if focus.kind == LabelingFocus.Kind.COLLECTION:
+        return images.filter(collection_id=focus.collection_id)
+    if focus.kind == LabelingFocus.Kind.LABEL:
+        return images.filter(label=focus.label)
+    return images.filter(pk__in=FocusImage.objects.filter(focus_id=focus.pk).values("image_id"))
+
+
+def focus_image_q(focus: LabelingFocus | None, path: str) -> Q:
+    """The condition that the image at ``path`` (a relation to an image, e.g. "query") is in the focus."""
+    if focus is None:
+        return Q()
+    if focus.kind == LabelingFocus.Kind.COLLECTION:
+        return Q(**{f"{path}__collection_id": focus.collection_id})
+    if focus.kind == LabelingFocus.Kind.LABEL:
+        return Q(**{f"{path}__label": focus.label})
+    return Q(**{f"{path}__in": FocusImage.objects.filter(focus_id=focus.pk).values("image_id")})
+
+
+def focus_triplets_q(focus: LabelingFocus | None) -> Q:
+    """Triplets whose three images are in the focus: what its labelers are given."""
+    return focus_image_q(focus, "query") & focus_image_q(focus, "candidate_a") & focus_image_q(focus, "candidate_b")
+
+
+def focus_search_filters(focus: LabelingFocus | None) -> dict:
+    """``ranking.selectors.nearest_images``'s filters that keep its answers within the focus."""
+    if focus is None:
+        return {}
+    if focus.kind == LabelingFocus.Kind.COLLECTION:
+        return {"collection_id": focus.collection_id}
+    if focus.kind == LabelingFocus.Kind.LABEL:
+        return {"label": focus.label}
+    return {"focus_id": focus.pk}
+
+
+def focuses_offered(*, criterion: SimilarityCriterion) -> list[LabelingFocus]:
+    """The criterion's focuses labelers may choose (not archived), each with ``image_count``."""
+    focuses = list(LabelingFocus.objects.filter(criterion=criterion, archived=False).select_related("collection"))
+    for focus in focuses:
+        focus.image_count = focus_images(focus).count()
+    return focuses
+
+
+NO_SUCH_FOCUS = "This focus is not offered for this criterion (it may have been archived)."
+
+
+def focus_for_labeler(*, criterion: SimilarityCriterion, focus_id: int | None) -> LabelingFocus | None:
+    """The focus a labeler asked for (None: the whole library); LookupError when it is not offered."""
+    if focus_id is None:
+        return None
+    focus = LabelingFocus.objects.filter(pk=focus_id, criterion=criterion, archived=False).first()
+    if focus is None:
+        raise LookupError(NO_SUCH_FOCUS)
+    return focus
 
 
 def criteria_for_labeler(*, user) -> QuerySet[SimilarityCriterion]:

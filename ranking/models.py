@@ -245,3 +245,66 @@ class DuplicateMark(models.Model):
             models.UniqueConstraint(fields=["criterion", "image_a", "image_b"], name="one_mark_per_criterion_and_pair"),
             models.CheckConstraint(condition=Q(image_a__lt=F("image_b")), name="mark_images_in_id_order"),
         ]
+
+
+class EmbeddingMap(models.Model):
+    """A version's embeddings grouped into clusters and laid out in the plane, by one job
+    (``ranking.services.maps``). Its points and clusters are kept; a newer map of the version replaces it
+    on the pages."""
+
+    class Method(models.TextChoices):
+        TSNE = "tsne", "t-SNE"
+        UMAP = "umap", "UMAP"
+        PCA = "pca", "PCA"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="maps")
+    job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    method = models.CharField(max_length=10, choices=Method.choices, default=Method.TSNE)
+    cluster_count = models.PositiveIntegerField(default=0)
+    point_count = models.PositiveIntegerField(default=0)
+    fitted_count = models.PositiveIntegerField(default=0, help_text="Points the projection was fitted on; "
+                                               "the others are placed by their nearest fitted points.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    @property
+    def succeeded(self) -> bool:
+        """Its job finished well: its points and clusters are all there (reads ``job``)."""
+        return self.job is not None and self.job.status == Job.Status.SUCCEEDED
+
+
+class MapCluster(models.Model):
+    """One k-means cluster of a map: its size, centre on the map, and the images nearest its centroid."""
+
+    map = models.ForeignKey(EmbeddingMap, on_delete=models.CASCADE, related_name="clusters")
+    number = models.PositiveIntegerField(help_text="1, 2, … by size, largest first.")
+    size = models.PositiveIntegerField()
+    x = models.FloatField()
+    y = models.FloatField()
+    representative_ids = models.JSONField(default=list, help_text="Image ids nearest the centroid, nearest first.")
+    top_labels = models.JSONField(default=list, help_text="[[label, count], …] of its images, commonest first.")
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["map", "number"], name="one_cluster_number_per_map")]
+
+
+class MapPoint(models.Model):
+    """An image's place on a map (x, y in [0, 1]) and its cluster. ``sample_rank`` is a random order: the
+    first n points by it are a uniform sample, which is what a zoomed-out page draws at a million images."""
+
+    map = models.ForeignKey(EmbeddingMap, on_delete=models.CASCADE, related_name="points")
+    image = models.ForeignKey("imagesearch.Image", on_delete=models.CASCADE, related_name="+")
+    x = models.FloatField()
+    y = models.FloatField()
+    cluster = models.ForeignKey(MapCluster, on_delete=models.CASCADE, related_name="points")
+    sample_rank = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["map", "image"], name="one_point_per_map_and_image")]
+        indexes = [models.Index(fields=["map", "sample_rank"], name="map_point_sample"),
+                   models.Index(fields=["map", "x", "y"], name="map_point_place")]

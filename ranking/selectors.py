@@ -10,8 +10,10 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from imagesearch.models import Image
-from ranking.models import DuplicateMark, DuplicateScan, Embedding, ModelVersion, SimilarityCriterion
+from imagesearch.models import Collection, Image, Job
+from ranking.models import (
+    DuplicateMark, DuplicateScan, Embedding, EmbeddingMap, MapCluster, ModelVersion, SimilarityCriterion,
+)
 from ranking.query_encoder import embed_file
 from ranking.services.criteria import criterion_resolve
 
@@ -124,6 +126,7 @@ def nearest_images(
     collection_id: int | None = None,
     document_id: int | None = None,
     label: str | None = None,
+    focus_id: int | None = None,
     version: ModelVersion | None = None,
     ef_search: int | None = None,
 ) -> list[SearchHit]:
@@ -132,7 +135,7 @@ def nearest_images(
     The version is the criterion's active one unless given. The query is a
     library image (``image_id``; never returned itself) or a vector (from
     ``embed_file`` for an upload). The HNSW index answers; filters on
-    collection, document or label use pgvector's iterative scans, so a selective
+    collection, document, label or a labeling focus's listed images use pgvector's iterative scans, so a selective
     filter still returns ``k`` results rather than the few that survive among
     the first ``ef_search`` candidates. ``offset + k`` is capped at
     ``MAX_SEARCH_RESULTS``.
@@ -149,7 +152,7 @@ def nearest_images(
     if depth <= offset:
         return []
     rows = _nearest(version, np.asarray(vector, dtype=np.float32), depth, image_id,
-                    {"collection_id": collection_id, "document_id": document_id, "label": label},
+                    {"collection_id": collection_id, "document_id": document_id, "label": label, "focus_id": focus_id},
                     ef_search or settings.RANKING_HNSW_EF_SEARCH)[offset:]
     near = closeness(version, 1.0 - np.array([float(row[0]) for row in rows]))
     return [SearchHit(_image_from_row(row), float(row[0]), None if near is None else float(near[n]))
@@ -193,6 +196,10 @@ def _nearest(version, vector, k, exclude_id, filters: dict, ef_search) -> list[t
         where.append("e.image_id <> %s")
         params.append(exclude_id)
     image_filters = {column: value for column, value in filters.items() if value not in (None, "")}
+    focus_id = image_filters.pop("focus_id", None)
+    if focus_id is not None:  # a labeling focus's listed images (labeling.models.FocusImage)
+        where.append("e.image_id IN (SELECT image_id FROM labeling_focusimage WHERE focus_id = %s)")
+        params.append(focus_id)
     if image_filters:
         join = "JOIN imagesearch_image i ON i.id = e.image_id"
         for column, value in image_filters.items():
@@ -504,3 +511,105 @@ def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, 
                                      largest_distance=widest.get(root(reference), 0.0)))
     return DuplicateGroups(scan=scan, max_distance=threshold, mutual=mutual, groups=groups, group_count=len(ordered),
                            images_in_groups=sum(len(ids) for ids in ordered))
+
+
+# --- clusters and the map --------------------------------------------------------------------------
+
+
+def map_latest(*, version: ModelVersion) -> EmbeddingMap | None:
+    """The version's newest finished map, else its newest one (under way or failed, to say so)."""
+    maps = EmbeddingMap.objects.filter(version=version).select_related("job", "version")
+    return maps.filter(job__status=Job.Status.SUCCEEDED).first() or maps.first()
+
+
+def map_versions(*, criterion: SimilarityCriterion) -> list[ModelVersion]:
+    """The criterion's versions that have a map or could have one (embedded), the active one first."""
+    versions = (ModelVersion.objects.filter(criterion=criterion).exclude(index_name="")
+                .exclude(status__in=[ModelVersion.Status.RETIRED, ModelVersion.Status.FAILED]))
+    return sorted(versions, key=lambda v: (v.status != ModelVersion.Status.ACTIVE, -v.pk))
+
+
+@dataclass
+class MapPoints:
+    total: int  # points on the map
+    image_ids: np.ndarray  # int32
+    xy: np.ndarray  # (n, 2) float32
+    clusters: np.ndarray  # uint16: cluster numbers (1…)
+    labels: np.ndarray  # uint16: index into label_names, 0 for no label
+    collections: np.ndarray  # uint16: index into collection_names
+    label_names: list[str]
+    collection_names: list[str]
+
+
+def map_points(*, embedding_map: EmbeddingMap, limit: int,
+               box: tuple[float, float, float, float] | None = None) -> MapPoints:
+    """Up to ``limit`` of the map's points, a uniform sample (the first by ``sample_rank``), within ``box``
+    (x0, y0, x1, y1) when given: zoomed out the page gets a sample of the whole map, zoomed in the points
+    in view, so it never holds more than ``limit`` however large the library."""
+    where, params = ["p.map_id = %s"], [embedding_map.pk]
+    if box is not None:
+        where.append("p.x BETWEEN %s AND %s AND p.y BETWEEN %s AND %s")
+        params += [box[0], box[2], box[1], box[3]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.image_id, p.x, p.y, c.number, i.label, i.collection_id FROM ranking_mappoint p "
+            "JOIN ranking_mapcluster c ON c.id = p.cluster_id JOIN imagesearch_image i ON i.id = p.image_id "
+            f"WHERE {' AND '.join(where)} ORDER BY p.sample_rank LIMIT %s", [*params, limit])
+        rows = cursor.fetchall()
+    label_codes: dict[str, int] = {"": 0}
+    collection_codes: dict[int, int] = {}
+    labels = np.fromiter((label_codes.setdefault(r[4], min(len(label_codes), 65535)) for r in rows), np.uint16, len(rows))
+    collections = np.fromiter((collection_codes.setdefault(r[5], min(len(collection_codes), 65535)) for r in rows),
+                              np.uint16, len(rows))
+    names = dict(Collection.objects.filter(pk__in=list(collection_codes)).values_list("pk", "name"))
+    return MapPoints(
+        total=embedding_map.point_count,
+        image_ids=np.fromiter((r[0] for r in rows), np.int32, len(rows)),
+        xy=np.array([(r[1], r[2]) for r in rows], dtype=np.float32).reshape(-1, 2),
+        clusters=np.fromiter((r[3] for r in rows), np.uint16, len(rows)),
+        labels=labels, collections=collections,
+        label_names=list(label_codes), collection_names=[names.get(c, "") for c in collection_codes])
+
+
+def map_selection(*, embedding_map: EmbeddingMap, polygon: list[tuple[float, float]]) -> list[int]:
+    """The ids of every image of the map inside the polygon (a lasso; a box is four corners), not only
+    of the points the page drew."""
+    if len(polygon) < 3:
+        return []
+    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT image_id, x, y FROM ranking_mappoint WHERE map_id = %s "
+                       "AND x BETWEEN %s AND %s AND y BETWEEN %s AND %s ORDER BY image_id",
+                       [embedding_map.pk, min(xs), max(xs), min(ys), max(ys)])
+        rows = cursor.fetchall()
+    if not rows:
+        return []
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    inside = points_in_polygon(np.array([(r[1], r[2]) for r in rows], dtype=np.float64), np.asarray(polygon, float))
+    return ids[inside].tolist()
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule, vectorised over the points: a boolean per row of ``points``."""
+    x, y = points[:, 0], points[:, 1]
+    inside = np.zeros(len(points), dtype=bool)
+    for (x0, y0), (x1, y1) in zip(polygon, np.roll(polygon, -1, axis=0)):
+        crosses = (y0 > y) != (y1 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (x < at)
+    return inside
+
+
+@dataclass
+class ClusterRow:
+    cluster: MapCluster
+    representatives: list[Image]
+
+
+def map_clusters(*, embedding_map: EmbeddingMap) -> list[ClusterRow]:
+    """The map's clusters, largest first, each with the images nearest its centroid."""
+    clusters = list(embedding_map.clusters.all())
+    wanted = {i for c in clusters for i in c.representative_ids}
+    images = Image.objects.select_related("collection", "document").in_bulk(wanted)
+    return [ClusterRow(c, [images[i] for i in c.representative_ids if i in images]) for c in clusters]

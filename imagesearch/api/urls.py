@@ -19,7 +19,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
     path("workers/", views.WorkerListApi.as_view(), name="api-worker-list"),
     path("labeling/", include("labeling.api.urls")),
-    path("duplicates/", include("ranking.api.urls")),
+    path("", include("ranking.api.urls")),  # duplicates/, maps/
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

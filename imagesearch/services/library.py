@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 
 from imagesearch import storage
+from imagesearch.errors import AppError
 from imagesearch.imaging import make_thumbnail, placeholder_thumbnail
 from imagesearch.models import Collection, Document, Image, Job
 
@@ -20,6 +21,28 @@ DEFAULT_COLLECTION = "Default"
 def collection_get_or_create(*, name: str = DEFAULT_COLLECTION) -> Collection:
     collection, _ = Collection.objects.get_or_create(name=name.strip() or DEFAULT_COLLECTION)
     return collection
+
+
+def images_move(*, image_ids: list[int], collection_name: str) -> tuple[Collection, int]:
+    """Put the images into the named collection (made if new); returns it and how many moved. A picture
+    taken from a document moves alone: the document stays in its collection."""
+    name = collection_name.strip()
+    if not name:
+        raise AppError("Name the collection to put the images in.", field="name")
+    if len(name) > Collection._meta.get_field("name").max_length:
+        raise AppError("A collection's name is at most 200 characters.", field="name")
+    with transaction.atomic():
+        collection = collection_get_or_create(name=name)
+        moved = Image.objects.filter(pk__in=image_ids).exclude(collection=collection).update(collection=collection)
+    return collection, moved
+
+
+def images_label(*, image_ids: list[int], label: str) -> int:
+    """Give the images a label (an empty one clears it); returns how many changed."""
+    label = label.strip()
+    if len(label) > Image._meta.get_field("label").max_length:
+        raise AppError("A label is at most 200 characters.", field="name")
+    return Image.objects.filter(pk__in=image_ids).exclude(label=label).update(label=label)
 
 
 def image_delete(*, image: Image) -> None:

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from imagesearch.api.serializers import media_url
 from imagesearch.models import Image
-from labeling.models import Triplet, TripletJudgment
+from labeling.models import LabelingFocus, Triplet, TripletJudgment
 
 
 class CriterionOutputSerializer(serializers.Serializer):
@@ -48,10 +48,41 @@ class TripletOutputSerializer(serializers.Serializer):
 
 class NextInputSerializer(serializers.Serializer):
     criterion = serializers.IntegerField(required=False, help_text="default: the first criterion you may label")
-    collection = serializers.IntegerField(required=False, help_text="only triplets of this collection")
+    focus = serializers.IntegerField(required=False, help_text="only triplets of this focus (GET /api/labeling/focuses/)")
     count = serializers.IntegerField(required=False, min_value=1, max_value=20, default=1)
     resume = serializers.BooleanField(required=False, default=False,
                                       help_text="first the triplets still held for you (a page just opened)")
+
+
+class FocusOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    criterion = serializers.IntegerField(source="criterion_id")
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    collection = serializers.IntegerField(source="collection_id", allow_null=True)
+    label = serializers.CharField()
+    description = serializers.CharField()
+    archived = serializers.BooleanField()
+    image_count = serializers.IntegerField(required=False, help_text="Images in it now.")
+
+
+class FocusInputSerializer(serializers.Serializer):
+    criterion = serializers.IntegerField(required=False)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                 help_text="required, except for a cluster or a search (named after them)")
+    kind = serializers.ChoiceField(choices=LabelingFocus.Kind.choices)
+    collection = serializers.IntegerField(required=False, help_text="kind collection")
+    label = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="kind label")
+    cluster = serializers.IntegerField(required=False, help_text="kind cluster: a map cluster's id")
+    image = serializers.IntegerField(required=False, help_text="kind search: the query image")
+    count = serializers.IntegerField(required=False, default=200, min_value=2, max_value=1000,
+                                     help_text="kind search: how many of its nearest images")
+    images = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=1_000_000,
+                                   help_text="kind selection: the image ids")
+
+
+class FocusUpdateInputSerializer(serializers.Serializer):
+    archived = serializers.BooleanField()
 
 
 class NextOutputSerializer(serializers.Serializer):

@@ -4,6 +4,8 @@ from labeling.api import views
 
 urlpatterns = [
     path("criteria/", views.CriteriaApi.as_view(), name="api-labeling-criteria"),
+    path("focuses/", views.FocusesApi.as_view(), name="api-labeling-focuses"),
+    path("focuses/<int:focus_id>/", views.FocusApi.as_view(), name="api-labeling-focus"),
     path("next/", views.NextTripletsApi.as_view(), name="api-labeling-next"),
     path("judgments/", views.JudgmentSubmitApi.as_view(), name="api-labeling-judgment"),
     path("skip/", views.SkipApi.as_view(), name="api-labeling-skip"),

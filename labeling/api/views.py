@@ -14,7 +14,7 @@ from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -23,7 +23,8 @@ from rest_framework.views import APIView
 from imagesearch.api.permissions import HasModelPermission
 from labeling import selectors
 from labeling.api import serializers as s
-from labeling.models import Triplet
+from labeling.models import LabelingFocus, Triplet
+from labeling.services import focus as focus_service
 from labeling.services import judgments, quality, transfer
 from ranking.models import SimilarityCriterion
 
@@ -37,6 +38,12 @@ class LabelerApi(APIView):
             return selectors.criterion_for_labeler(user=self.request.user, criterion_id=criterion_id)
         except PermissionError as exc:
             raise PermissionDenied(str(exc)) from None
+
+    def focus(self, criterion: SimilarityCriterion, focus_id: int | None):
+        try:
+            return selectors.focus_for_labeler(criterion=criterion, focus_id=focus_id)
+        except LookupError as exc:
+            raise ValidationError({"focus": [str(exc)]}) from None
 
     def check_triplet_criterion(self, triplet_id: int) -> None:
         """A labeler taken off a criterion may not answer what they were given before."""
@@ -77,10 +84,42 @@ class NextTripletsApi(LabelerApi):
     @extend_schema(request=s.NextInputSerializer, responses=s.NextOutputSerializer)
     def post(self, request):
         data = _valid(s.NextInputSerializer, request.data)
-        triplets = judgments.assignments_next(user=request.user, criterion=self.criterion(data.get("criterion")),
-                                              collection_id=data.get("collection"), count=data["count"],
-                                              resume=data["resume"])
+        criterion = self.criterion(data.get("criterion"))
+        focus = self.focus(criterion, data.get("focus"))
+        triplets = judgments.assignments_next(user=request.user, criterion=criterion, focus=focus,
+                                              count=data["count"], resume=data["resume"])
         return Response(s.NextOutputSerializer({"triplets": triplets}).data)
+
+
+class FocusesApi(LabelerApi):
+    """The focuses a criterion's labelers may choose (GET); an admin makes one (POST): the images of a
+    collection or of a label, a map cluster, a saved search (an image and its nearest), or a list of images."""
+
+    @extend_schema(parameters=[OpenApiParameter("criterion", int)], responses=s.FocusOutputSerializer(many=True))
+    def get(self, request):
+        data = _valid(s.CriterionInputSerializer, request.query_params)
+        focuses = selectors.focuses_offered(criterion=self.criterion(data.get("criterion")))
+        return Response(s.FocusOutputSerializer(focuses, many=True).data)
+
+    @extend_schema(request=s.FocusInputSerializer, responses={201: s.FocusOutputSerializer})
+    def post(self, request):
+        if not request.user.has_perm("labeling.manage_labeling"):
+            raise PermissionDenied("Only an admin defines what labelers focus on.")
+        data = _valid(s.FocusInputSerializer, request.data)
+        criterion = LabelingAdminApi.criterion(self, data.pop("criterion", None))
+        focus = focus_service.focus_make(criterion=criterion, created_by=request.user, **data)
+        return Response(s.FocusOutputSerializer(focus).data, status=status.HTTP_201_CREATED)
+
+
+class FocusApi(LabelingAdminApi):
+    """Archive a focus (no longer offered to labelers; its judgments stay), or offer it again."""
+
+    @extend_schema(request=s.FocusUpdateInputSerializer, responses=s.FocusOutputSerializer)
+    def patch(self, request, focus_id: int):
+        data = _valid(s.FocusUpdateInputSerializer, request.data)
+        focus = focus_service.focus_archive(focus=get_object_or_404(LabelingFocus, pk=focus_id),
+                                            archived=data["archived"])
+        return Response(s.FocusOutputSerializer(focus).data)
 
 
 class JudgmentSubmitApi(LabelerApi):

@@ -11,7 +11,8 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from imagesearch.errors import AppError
-from labeling.models import Triplet, TripletAssignment, TripletJudgment
+from labeling.models import LabelingFocus, Triplet, TripletAssignment, TripletJudgment
+from labeling.selectors import focus_triplets_q, triplets_waiting
 from ranking.models import SimilarityCriterion
 
 INVALID_ANSWER = "The answer must be 'a', 'b' or 'unsure'."
@@ -50,9 +51,10 @@ def judgment_record(
     return judgment
 
 
-def assignments_next(*, user, criterion: SimilarityCriterion, collection_id: int | None = None,
+def assignments_next(*, user, criterion: SimilarityCriterion, focus: LabelingFocus | None = None,
                      count: int = 1, rng: random.Random | None = None, resume: bool = False) -> list[Triplet]:
-    """Up to ``count`` triplets for the labeler to answer next, held for them (see ``TripletAssignment``).
+    """Up to ``count`` triplets for the labeler to answer next, held for them (see ``TripletAssignment``),
+    all three images within ``focus`` when given.
 
     Triplets the labeler was given before never come back. Gold triplets are mixed
     in at ``LABELING_GOLD_RATE``; the others are served highest priority first,
@@ -66,47 +68,42 @@ def assignments_next(*, user, criterion: SimilarityCriterion, collection_id: int
     from labeling.tasks import refill_triplets_soon
 
     rng = rng or random.Random()
-    served: list[Triplet] = _held_by(user, criterion, collection_id)[:count] if resume else []
+    served: list[Triplet] = _held_by(user, criterion, focus)[:count] if resume else []
     for _ in range(count - len(served)):
         triplet = None
         if rng.random() < settings.LABELING_GOLD_RATE:
-            triplet = _assign_first(user, _gold_for(user, criterion, collection_id))
+            triplet = _assign_first(user, _gold_for(user, criterion, focus))
         if triplet is None:
-            triplet = _assign_first(user, _waiting_for(user, criterion, collection_id))
+            triplet = _assign_first(user, _waiting_for(user, criterion, focus))
         if triplet is None:
             from labeling.services.triplets import triplets_refill
 
             # enough to go on with, counting only what this labeler may still get; the task adds
             # the rest, and a labeler never waits behind the task's lock (wait=False)
-            triplets_refill(criterion=criterion, collection_id=collection_id, target=max(count, 10), user=user,
+            triplets_refill(criterion=criterion, focus=focus, target=max(count, 10), user=user,
                             wait=False)
-            triplet = _assign_first(user, _waiting_for(user, criterion, collection_id))
+            triplet = _assign_first(user, _waiting_for(user, criterion, focus))
         if triplet is None:
             break
         served.append(triplet)
-    refill_triplets_soon(criterion_id=criterion.pk, collection_id=collection_id)
+    refill_triplets_soon(criterion_id=criterion.pk, focus_id=focus.pk if focus else None)
     return served
 
 
-def _gold_for(user, criterion, collection_id):
-    gold = Triplet.objects.filter(criterion=criterion).exclude(gold_answer="").exclude(assignments__user=user)
-    if collection_id is not None:
-        gold = gold.filter(query__collection_id=collection_id)
+def _gold_for(user, criterion, focus):
+    gold = (Triplet.objects.filter(focus_triplets_q(focus), criterion=criterion).exclude(gold_answer="")
+            .exclude(assignments__user=user))
     return gold.order_by("?")
 
 
-def _waiting_for(user, criterion, collection_id):
-    from labeling.selectors import triplets_waiting
-
-    return triplets_waiting(criterion=criterion, collection_id=collection_id).exclude(assignments__user=user)
+def _waiting_for(user, criterion, focus):
+    return triplets_waiting(criterion=criterion, focus=focus).exclude(assignments__user=user)
 
 
-def _held_by(user, criterion, collection_id) -> list[Triplet]:
+def _held_by(user, criterion, focus) -> list[Triplet]:
     cutoff = timezone.now() - timedelta(seconds=settings.LABELING_ASSIGNMENT_SECONDS)
-    held = Triplet.objects.filter(criterion=criterion, assignments__user=user, assignments__created_at__gte=cutoff,
-                                  assignments__status=TripletAssignment.Status.OPEN)
-    if collection_id is not None:
-        held = held.filter(query__collection_id=collection_id)
+    held = Triplet.objects.filter(focus_triplets_q(focus), criterion=criterion, assignments__user=user,
+                                  assignments__created_at__gte=cutoff, assignments__status=TripletAssignment.Status.OPEN)
     return list(held.select_related("query", "candidate_a", "candidate_b", "criterion")
                 .order_by("assignments__created_at", "pk"))
 

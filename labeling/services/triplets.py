@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Min
 
-from imagesearch.models import Image
-from labeling.models import Triplet
+from labeling.models import LabelingFocus, Triplet
+from labeling.selectors import focus_images, focus_search_filters
 from ranking.models import ModelVersion, SimilarityCriterion
 
 
@@ -39,7 +39,7 @@ def triplet_candidates(
     policy: CandidatePolicy = CandidatePolicy(),
     seed: int | None = None,
     exclude_ids: Collection[int] = frozenset(),
-    collection_id: int | None = None,
+    focus: LabelingFocus | None = None,
 ) -> list[tuple[int, int, int, dict]]:
     """Choose (query, near candidate, other candidate, origin) for each query id (repeat an id for more).
 
@@ -60,7 +60,7 @@ def triplet_candidates(
             # Ranks are the point here, so search wide: with a narrow beam the approximate
             # lists (and so the triplets) also vary with each index build's random levels.
             hits = nearest_images(version=version, image_id=query_id, k=k, ef_search=4 * k,
-                                collection_id=collection_id)
+                                  **focus_search_filters(focus))
             neighbours[query_id] = [h.image.pk for h in hits if h.image.pk not in exclude_ids][: policy.mid_ranks[1]]
         ranked = neighbours[query_id]
         if len(ranked) < 2:
@@ -69,7 +69,7 @@ def triplet_candidates(
         near = ranked[near_rank - 1]
         if rng.random() < policy.far_share or len(ranked) <= policy.mid_ranks[0]:
             if not library:
-                library = _library_ids(collection_id, exclude_ids)
+                library = _library_ids(focus, exclude_ids)
             other, other_rank = rng.choice(library), None
             if other in (query_id, near):
                 continue
@@ -91,7 +91,7 @@ def triplet_candidates_active(
     exclude_ids: Collection[int] = frozenset(),
     explore_share: float = 0.2,
     far_per_query: int = 20,
-    collection_id: int | None = None,
+    focus: LabelingFocus | None = None,
 ) -> list[tuple[int, int, int, dict]]:
     """Active selection: the ``count`` triplets, one per query, the model is least sure about.
 
@@ -107,12 +107,12 @@ def triplet_candidates_active(
     queries = list(dict.fromkeys(query_ids))
     if not queries or count <= 0:
         return []
-    library = _library_ids(collection_id, exclude_ids)
+    library = _library_ids(focus, exclude_ids)
     k = policy.mid_ranks[1]
     pools: dict[int, list[int]] = {}
     for query_id in queries:
         hits = nearest_images(version=version, image_id=query_id, k=k * (2 if exclude_ids else 1), ef_search=4 * k,
-                            collection_id=collection_id)
+                              **focus_search_filters(focus))
         near = [h.image.pk for h in hits if h.image.pk not in exclude_ids][:k]
         far = [i for i in rng.sample(library, min(far_per_query, len(library))) if i != query_id and i not in near]
         pools[query_id] = near + far
@@ -133,12 +133,12 @@ def triplet_candidates_active(
     left = [row[1] for row in scored[n_active:]]
     rng.shuffle(left)
     chosen += triplet_candidates(version=version, query_ids=left[: count - len(chosen)], policy=policy,
-                                 seed=rng.randrange(2**31), exclude_ids=exclude_ids, collection_id=collection_id)
+                                 seed=rng.randrange(2**31), exclude_ids=exclude_ids, focus=focus)
     return chosen
 
 
-def _library_ids(collection_id: int | None, exclude_ids: Collection[int]) -> list[int]:
-    images = Image.objects.all() if collection_id is None else Image.objects.filter(collection_id=collection_id)
+def _library_ids(focus: LabelingFocus | None, exclude_ids: Collection[int]) -> list[int]:
+    images = focus_images(focus)
     return [i for i in images.order_by("pk").values_list("pk", flat=True) if i not in exclude_ids]
 
 
@@ -178,7 +178,7 @@ def triplets_generate(
     exclude_ids: Collection[int] = frozenset(),
     selection: str = "random",
     count: int | None = None,
-    collection_id: int | None = None,
+    focus: LabelingFocus | None = None,
 ) -> list[Triplet]:
     """Store candidate triplets; an existing one is reused.
 
@@ -190,10 +190,10 @@ def triplets_generate(
         query_ids = list(query_ids)
         chosen = triplet_candidates_active(version=version, query_ids=query_ids, count=count or len(query_ids),
                                            policy=policy, seed=seed, exclude_ids=exclude_ids,
-                                           collection_id=collection_id)
+                                           focus=focus)
     elif selection == "random":
         chosen = triplet_candidates(version=version, query_ids=query_ids, policy=policy, seed=seed,
-                                    exclude_ids=exclude_ids, collection_id=collection_id)[:count]
+                                    exclude_ids=exclude_ids, focus=focus)[:count]
     else:
         raise ValueError(f"unknown selection {selection!r}: 'random' or 'active'")
     scores = [origin["score"] for *_, origin in chosen if "score" in origin]
@@ -206,25 +206,26 @@ def triplets_generate(
     ]
 
 
-def triplets_random(*, criterion: SimilarityCriterion, collection_id: int | None, count: int,
+def triplets_random(*, criterion: SimilarityCriterion, focus: LabelingFocus | None, count: int,
                     seed: int | None = None) -> list[Triplet]:
     """Triplets of three random images, for a library without a model yet."""
     rng = random.Random(seed)
     triplets = []
     for _ in range(count):
-        ids = random_image_ids(collection_id=collection_id, count=3, rng=rng)
+        ids = random_image_ids(focus=focus, count=3, rng=rng)
         if len(ids) == 3:
             triplets.append(triplet_get_or_create(criterion=criterion, query_id=ids[0], candidate_ids=(ids[1], ids[2]),
                                                   origin={"strategy": "random"}))
     return triplets
 
 
-def random_image_ids(*, collection_id: int | None, count: int, rng: random.Random,
+def random_image_ids(*, focus: LabelingFocus | None, count: int, rng: random.Random,
                      embedded_by: ModelVersion | None = None) -> list[int]:
-    """Up to ``count`` distinct random image ids, without reading the whole table (ids are dense enough).
+    """Up to ``count`` distinct random image ids of the focus (or the library), without reading the whole
+    table (ids are dense enough).
 
     ``embedded_by``: only images that have an embedding under that version."""
-    images = Image.objects.all() if collection_id is None else Image.objects.filter(collection_id=collection_id)
+    images = focus_images(focus)
     if embedded_by is not None:
         images = images.filter(embeddings__version=embedded_by)
     bounds = images.aggregate(low=Min("pk"), high=Max("pk"))
@@ -236,13 +237,15 @@ def random_image_ids(*, collection_id: int | None, count: int, rng: random.Rando
         found += sorted(set(images.filter(pk__in=draws).values_list("pk", flat=True)) - set(found))
         if len(found) >= count:
             break
+    if len(found) < count:  # a sparse focus (a cluster, a label) among a large library: draw from it alone
+        found += list(images.exclude(pk__in=found).order_by("?").values_list("pk", flat=True)[:count - len(found)])
     rng.shuffle(found)
     return found[:count]
 
 
-def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None = None,
+def triplets_refill(*, criterion: SimilarityCriterion, focus: LabelingFocus | None = None,
                     target: int | None = None, seed: int | None = None, user=None, wait: bool = True) -> int:
-    """Top the criterion's queue (for one collection, or the whole library) up to ``target`` unanswered triplets.
+    """Top the criterion's queue (of one focus, or the whole library) up to ``target`` unanswered triplets.
 
     Uses the active version with ``LABELING_SELECTION`` (the neighbourhood policy
     by default), or random triplets while there is no model. Returns how many were
@@ -255,7 +258,7 @@ def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None
 
     target = settings.LABELING_QUEUE_TARGET if target is None else target
     with transaction.atomic():
-        key = [REFILL_LOCK, (criterion.pk * 100_003 + (collection_id or 0)) % 2**31]
+        key = [REFILL_LOCK, (criterion.pk * 100_003 + (focus.pk if focus else 0)) % 2**31]
         with connection.cursor() as cursor:
             if wait:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", key)
@@ -263,7 +266,7 @@ def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", key)
                 if not cursor.fetchone()[0]:
                     return 0
-        waiting = triplets_waiting(criterion=criterion, collection_id=collection_id)
+        waiting = triplets_waiting(criterion=criterion, focus=focus)
         if user is not None:
             waiting = waiting.exclude(assignments__user=user)
         before = waiting.count()
@@ -273,8 +276,8 @@ def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None
         except NoActiveVersion:
             version = None
         # more rounds while they add something: draws can repeat a stored triplet or, in a small
-        # collection, find too few neighbours; two fruitless rounds in a row mean the queue is as
-        # full as the collection allows for now
+        # focus, find too few neighbours; two fruitless rounds in a row mean the queue is as
+        # full as the focus allows for now
         fruitless = 0
         for _ in range(10):
             count = waiting.count()
@@ -282,18 +285,17 @@ def triplets_refill(*, criterion: SimilarityCriterion, collection_id: int | None
                 break
             missing = target - count
             if version is None:
-                triplets_random(criterion=criterion, collection_id=collection_id, count=missing,
+                triplets_random(criterion=criterion, focus=focus, count=missing,
                                 seed=rng.randrange(2**31))
             else:
                 # three times the queries needed: active selection keeps the best, the policy the
-                # first ones that yield a triplet (some find too few neighbours in a small collection)
+                # first ones that yield a triplet (some find too few neighbours in a small focus)
                 selection = settings.LABELING_SELECTION
                 # only embedded queries: one imported a moment ago would be embedded here, in the refill
                 # task (a 224 px forward each: a refill after a large import held a worker for minutes)
-                queries = random_image_ids(collection_id=collection_id, rng=rng, count=missing * 3,
-                                           embedded_by=version)
+                queries = random_image_ids(focus=focus, rng=rng, count=missing * 3, embedded_by=version)
                 triplets_generate(criterion=criterion, version=version, query_ids=queries, selection=selection,
-                                  count=missing, seed=rng.randrange(2**31), collection_id=collection_id)
+                                  count=missing, seed=rng.randrange(2**31), focus=focus)
             fruitless = fruitless + 1 if waiting.count() == count else 0
         return waiting.count() - before
 

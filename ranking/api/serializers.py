@@ -56,3 +56,32 @@ class DuplicateMarkInputSerializer(serializers.Serializer):
 class DuplicateMarkOutputSerializer(serializers.Serializer):
     mark = serializers.CharField()
     judgments = serializers.IntegerField()
+
+
+class MapSelectionInputSerializer(serializers.Serializer):
+    polygon = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(min_value=-1.0, max_value=2.0), min_length=2,
+                                    max_length=2),
+        min_length=3, max_length=2000, help_text="[[x, y], …] in map coordinates (0…1): a box's four corners or a lasso")
+    action = serializers.ChoiceField(choices=["count", "collection", "label", "focus"], default="count",
+                                     help_text="count: only say which images; collection: move them into the "
+                                               "collection `name`; label: give them the label `name`; focus: "
+                                               "make them a labeling focus called `name`")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class MapSelectionOutputSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Images inside the polygon (all of the map's, not only those drawn).")
+    preview = serializers.SerializerMethodField(help_text="The first 60 of them: id, title, thumbnail_url, url.")
+    message = serializers.CharField()
+    url = serializers.CharField(allow_blank=True, help_text="Where to see what the action made.")
+
+    def get_preview(self, outcome) -> list[dict]:
+        from django.urls import reverse
+
+        from imagesearch.api.serializers import media_url
+        from imagesearch.models import Image
+
+        images = Image.objects.select_related("document").in_bulk(outcome.image_ids)
+        return [{"id": i, "title": images[i].title, "thumbnail_url": media_url(images[i].thumbnail.name),
+                 "url": reverse("image-detail", args=[i])} for i in outcome.image_ids if i in images]

@@ -1,4 +1,6 @@
-"""The near-duplicates API: the groups (analysts), a new scan (admins), and marks on a group's images."""
+"""Ranking's API beyond search: near-duplicates (the groups for analysts, a new scan for admins, marks on a
+group's images) and the map (its points, as a compact binary for the page, and what a selection on it
+becomes)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from imagesearch.params import float_param, int_param
 from ranking import selectors
 from ranking.api.serializers import (
     DuplicateGroupsOutputSerializer, DuplicateMarkInputSerializer, DuplicateMarkOutputSerializer,
-    DuplicateScanInputSerializer, DuplicateScanSerializer,
+    DuplicateScanInputSerializer, DuplicateScanSerializer, MapSelectionInputSerializer, MapSelectionOutputSerializer,
 )
-from ranking.models import ModelVersion, SimilarityCriterion
+from ranking.models import EmbeddingMap, ModelVersion, SimilarityCriterion
 from ranking.services.criteria import criterion_resolve
 from ranking.services.duplicates import duplicate_mark, duplicate_scan_start
 
@@ -92,3 +94,67 @@ class DuplicateMarkApi(APIView):
                                  reference_id=data["reference"], image_id=data["image"],
                                  verdict=None if data["mark"] == "none" else data["mark"])
         return Response(DuplicateMarkOutputSerializer(outcome).data)
+
+
+class MapPointsApi(APIView):
+    """Up to ``limit`` points of a map (``MAP_PAGE_POINTS`` at most), a uniform sample of those inside the box
+    x0, y0, x1, y1 when given, as one binary body the page reads without parsing (little-endian):
+    uint32 length of a JSON header, the header (total points, label and collection names) padded with spaces
+    to 4 bytes, then n × int32 image ids, n × float32 x, n × float32 y, n × uint16 cluster numbers,
+    n × uint16 label codes (0: none), n × uint16 collection codes."""
+
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+
+    @extend_schema(parameters=[OpenApiParameter(name, float) for name in ("x0", "y0", "x1", "y1")]
+                   + [OpenApiParameter("limit", int)], responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, map_id: int):
+        import json
+
+        from django.conf import settings
+        from django.http import HttpResponse
+
+        embedding_map = get_object_or_404(EmbeddingMap.objects.select_related("job"), pk=map_id)
+        if not embedding_map.succeeded:
+            raise NotFound("This map is not finished.")
+        params = request.query_params
+        corners = [float_param(params, name, default=None, min_value=-1.0, max_value=2.0) for name in ("x0", "y0", "x1", "y1")]
+        box = tuple(corners) if all(c is not None for c in corners) else None
+        limit = int_param(params, "limit", default=settings.MAP_PAGE_POINTS, min_value=1,
+                          max_value=settings.MAP_PAGE_POINTS)
+        points = selectors.map_points(embedding_map=embedding_map, limit=limit, box=box)
+        header = json.dumps({"total": points.total, "count": len(points.image_ids), "labels": points.label_names,
+                             "collections": points.collection_names}).encode()
+        header += b" " * (-len(header) % 4)
+        body = b"".join([len(header).to_bytes(4, "little"), header, points.image_ids.astype("<i4").tobytes(),
+                         points.xy[:, 0].astype("<f4").tobytes(), points.xy[:, 1].astype("<f4").tobytes(),
+                         points.clusters.astype("<u2").tobytes(), points.labels.astype("<u2").tobytes(),
+                         points.collections.astype("<u2").tobytes()])
+        return HttpResponse(body, content_type="application/octet-stream")
+
+
+class MapSelectionApi(APIView):
+    """The images inside a box or lasso on a map, and what they become: a collection or a label (admins), or
+    a labeling focus (labeling admins)."""
+
+    permission_classes = [IsAuthenticated, HasModelPermission]
+    required_permission = "imagesearch.search"
+    ACTION_PERMISSIONS = {"collection": "imagesearch.change_image", "label": "imagesearch.change_image",
+                          "focus": "labeling.manage_labeling"}
+
+    @extend_schema(request=MapSelectionInputSerializer, responses=MapSelectionOutputSerializer)
+    def post(self, request, map_id: int):
+        from rest_framework.exceptions import PermissionDenied
+
+        from ranking.services.maps import map_selection_apply
+
+        embedding_map = get_object_or_404(EmbeddingMap.objects.select_related("job", "version"), pk=map_id)
+        payload = MapSelectionInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        needed = self.ACTION_PERMISSIONS.get(data["action"])
+        if needed and not request.user.has_perm(needed):
+            raise PermissionDenied("You may look at a selection, not change the library with it.")
+        outcome = map_selection_apply(embedding_map=embedding_map, polygon=[tuple(p) for p in data["polygon"]],
+                                      action=data["action"], name=data.get("name", ""), user=request.user)
+        return Response(MapSelectionOutputSerializer(outcome).data)

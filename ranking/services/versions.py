@@ -85,6 +85,9 @@ def version_activate(*, version_id: int) -> ModelVersion:
                               activated_at=timezone.now())
         version.refresh_from_db()
     logger.info("activated %s", version)
+    from ranking.services.maps import map_start_if_missing
+
+    map_start_if_missing(version=version)  # its clusters and map, for the pages that show them
     return version
 
 

@@ -10,6 +10,7 @@
   const AHEAD = 3; // triplets held ready beyond the one on screen
   const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
   const criterion = Number(root.dataset.criterion);
+  const focus = root.dataset.focus ? Number(root.dataset.focus) : undefined; // the labeling focus chosen, if any
   const el = (id) => document.getElementById(id);
   const frames = { query: el("query-frame"), a: el("a-frame"), b: el("b-frame") };
   const statusLine = el("status");
@@ -69,7 +70,7 @@
   function topUp() {
     if (fetching || exhausted || ready.length >= AHEAD) return fetching;
     const count = AHEAD - ready.length;
-    fetching = api(root.dataset.nextUrl, { criterion, count, resume })
+    fetching = api(root.dataset.nextUrl, { criterion, focus, count, resume })
       .then((data) => {
         resume = false;
         if (!data.triplets.length) exhausted = true;

@@ -1,0 +1,221 @@
+"""Clusters and a map of a version's embeddings, computed by one job and stored.
+
+``map_start`` records an ``EmbeddingMap`` and its job; ``map_compute`` (the Celery task
+``ranking.compute_map``, or inline) reads the version's vectors, clusters and projects them
+(``ranking.projection.map_layout``: k-means, then t-SNE fitted on at most ``MAP_FIT_LIMIT`` of
+them) and writes a ``MapPoint`` per image and a ``MapCluster`` per cluster, numbered by size.
+A map is computed once per version; a newer one replaces it on the pages. Each version that
+becomes active gets one (``map_start_if_missing``, from ``versions.version_activate``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from imagesearch.errors import AppError
+from imagesearch.models import Job
+from imagesearch.services.jobs import job_advance, job_create, job_fail, job_finish, job_log, job_start
+from ranking.models import EmbeddingMap, MapCluster, ModelVersion
+from ranking.projection import map_layout
+
+logger = logging.getLogger(__name__)
+
+REPRESENTATIVES = 8  # thumbnails per cluster on the cluster list
+NO_EMBEDDINGS = "Version {version} has no embeddings yet: its map is drawn once the library is embedded."
+
+
+def map_start(*, version: ModelVersion, method: str | None = None, created_by=None,
+              dispatch: bool = True) -> EmbeddingMap:
+    """Start computing the version's clusters and map; a map of it already under way is returned instead."""
+    method = method or settings.MAP_METHOD
+    if method not in EmbeddingMap.Method.values:
+        raise AppError(f"The projection is one of {', '.join(EmbeddingMap.Method.values)}.")
+    if not version.embeddings.exists():
+        raise AppError(NO_EMBEDDINGS.format(version=version.pk))
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # one start at a time per version
+        running = (EmbeddingMap.objects.filter(version=version, job__status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+                   .first())
+        if running is not None:
+            return running
+        job = job_create(kind=Job.Kind.MAP, total=100, created_by=created_by,
+                         params={"version_id": version.pk, "criterion_id": version.criterion_id},
+                         message=f"Clustering and mapping the images of version {version.pk}.")
+        embedding_map = EmbeddingMap.objects.create(version=version, job=job, method=method, created_by=created_by)
+        if dispatch:
+            from ranking.tasks import compute_map
+
+            transaction.on_commit(lambda: compute_map.delay(embedding_map.pk))
+    return embedding_map
+
+
+def map_start_if_missing(*, version: ModelVersion) -> EmbeddingMap | None:
+    """A map for a version that has none (done or under way), when ``MAP_AUTO`` is on."""
+    if not settings.MAP_AUTO or EmbeddingMap.objects.filter(version=version).exclude(
+            job__status__in=[Job.Status.FAILED, Job.Status.CANCELLED]).exists():
+        return None
+    try:
+        return map_start(version=version)
+    except AppError:
+        return None  # nothing embedded yet
+
+
+def map_compute(*, map_id: int) -> None:
+    """Compute and store the map's clusters and points. Safe to run again: a redelivered task starts over,
+    a finished map is left alone. A failure closes the job as failed."""
+    embedding_map = EmbeddingMap.objects.select_related("version", "job").filter(pk=map_id).first()
+    if embedding_map is None or embedding_map.job is None or embedding_map.job.is_finished:
+        return
+    job_id = embedding_map.job_id
+    job_start(job_id=job_id)
+    try:
+        _compute(embedding_map)
+    except Exception as exc:
+        job_fail(job_id=job_id, exc=exc)
+        raise
+
+
+# the share of the job's bar each stage ends at
+_STAGE_ENDS = {"reading": 5, "clusters": 15, "neighbours": 25, "early exaggeration": 45, "optimisation": 85,
+               "placing the rest": 90, "storing": 100}
+
+
+def _compute(embedding_map: EmbeddingMap) -> None:
+    job_id, started = embedding_map.job_id, time.monotonic()
+    shown = {"done": 0, "stage": ""}
+
+    def progress(stage: str, done: float) -> None:
+        ends = list(_STAGE_ENDS)
+        start = _STAGE_ENDS[ends[ends.index(stage) - 1]] if ends.index(stage) else 0
+        percent = int(start + (_STAGE_ENDS[stage] - start) * done)
+        if stage != shown["stage"]:
+            shown["stage"] = stage
+            job_log(job_id=job_id, line=f"{stage.capitalize()}…", as_message=True)
+        if percent > shown["done"]:
+            job_advance(job_id=job_id, done=percent - shown["done"])
+            shown["done"] = percent
+
+    progress("reading", 0.0)
+    image_ids, vectors = _version_vectors(embedding_map.version)
+    if not len(image_ids):
+        raise AppError(NO_EMBEDDINGS.format(version=embedding_map.version_id))
+    layout = map_layout(vectors, method=embedding_map.method, seed=embedding_map.pk,
+                        fit_limit=settings.MAP_FIT_LIMIT, threads=os.cpu_count() or 1, progress=progress)
+    progress("storing", 0.0)
+    cluster_count = _store(embedding_map, image_ids, vectors, layout)
+    progress("storing", 1.0)
+    seconds = time.monotonic() - started
+    EmbeddingMap.objects.filter(pk=embedding_map.pk).update(
+        point_count=len(image_ids), cluster_count=cluster_count, fitted_count=layout.fitted, method=layout.method)
+    embedding_map.method = layout.method
+    fitted = "" if layout.fitted == len(image_ids) else f", fitted on {layout.fitted:,} of them"
+    job_finish(job_id=job_id, message=f"Mapped {len(image_ids):,} images in {cluster_count} clusters "
+                                      f"({embedding_map.get_method_display()}{fitted}) in {seconds:.0f} s.")
+
+
+def _version_vectors(version: ModelVersion) -> tuple[np.ndarray, np.ndarray]:
+    """All of the version's embeddings, as (image ids, float32 matrix), read in a stream."""
+    dim = int(version.embedding_dim)
+    ids, rows = [], []
+    with transaction.atomic(), connection.cursor() as cursor:
+        # text transfer of 256 floats is the slow part at a million rows: read them as float4 arrays
+        cursor.execute(f"SELECT image_id, (vector::vector({dim}))::real[] FROM ranking_embedding "
+                       f"WHERE version_id = {int(version.pk)} ORDER BY image_id")
+        while batch := cursor.fetchmany(20_000):
+            ids.extend(row[0] for row in batch)
+            rows.append(np.asarray([row[1] for row in batch], dtype=np.float32))
+    return np.asarray(ids, dtype=np.int64), (np.concatenate(rows) if rows else np.zeros((0, dim), np.float32))
+
+
+def _store(embedding_map: EmbeddingMap, image_ids: np.ndarray, vectors: np.ndarray, layout) -> int:
+    """Write the clusters (numbered by size) and the points in one transaction; returns the cluster count."""
+    sizes = np.bincount(layout.clusters, minlength=len(layout.centroids))
+    order = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
+    rng = np.random.default_rng(embedding_map.pk)
+    sample_rank = rng.permutation(len(image_ids))
+    with transaction.atomic():
+        MapCluster.objects.filter(map=embedding_map).delete()  # a rerun starts over (points go with them)
+        cluster_ids = {}
+        for number, c in enumerate(order, start=1):
+            members = np.flatnonzero(layout.clusters == c)
+            closeness = vectors[members] @ layout.centroids[c]
+            nearest = members[np.argsort(-closeness)[:REPRESENTATIVES]]
+            cluster = MapCluster.objects.create(
+                map=embedding_map, number=number, size=int(sizes[c]),
+                x=float(np.median(layout.xy[members, 0])), y=float(np.median(layout.xy[members, 1])),
+                representative_ids=image_ids[nearest].tolist())
+            cluster_ids[int(c)] = cluster.pk
+        cluster_of = np.vectorize(cluster_ids.get, otypes=[np.int64])(layout.clusters)
+        with connection.cursor() as cursor:
+            # COPY: a million rows in seconds, where INSERTs take minutes
+            with cursor.copy("COPY ranking_mappoint (map_id, image_id, x, y, cluster_id, sample_rank) FROM STDIN") as copy:
+                for i in range(len(image_ids)):
+                    copy.write_row((embedding_map.pk, int(image_ids[i]), float(layout.xy[i, 0]),
+                                    float(layout.xy[i, 1]), int(cluster_of[i]), int(sample_rank[i])))
+            cursor.execute("SELECT p.cluster_id, i.label, count(*) FROM ranking_mappoint p "
+                           "JOIN imagesearch_image i ON i.id = p.image_id WHERE p.map_id = %s AND i.label <> '' "
+                           "GROUP BY p.cluster_id, i.label", [embedding_map.pk])
+            labels: dict[int, Counter] = {}
+            for cluster_id, label, count in cursor.fetchall():
+                labels.setdefault(cluster_id, Counter())[label] = count
+        for cluster_id, counts in labels.items():
+            MapCluster.objects.filter(pk=cluster_id).update(top_labels=[list(t) for t in counts.most_common(3)])
+    return len(order)
+
+
+@dataclass
+class SelectionOutcome:
+    count: int
+    image_ids: list[int]  # the first PREVIEW of them
+    message: str
+    url: str  # where to see what the action made ("" for a count)
+
+
+PREVIEW = 60
+
+
+def map_selection_apply(*, embedding_map: EmbeddingMap, polygon: list[tuple[float, float]], action: str,
+                        name: str = "", user=None) -> SelectionOutcome:
+    """What a box or lasso on the map becomes: nothing ("count"), a collection, a label, or a labeling focus.
+    It takes every image of the map inside the polygon, not only the points the page drew."""
+    from django.urls import reverse
+    from django.utils.http import urlencode
+
+    from imagesearch.services.library import images_label, images_move
+    from labeling.models import LabelingFocus
+    from labeling.services.focus import focus_create
+    from ranking.selectors import map_selection
+
+    ids = map_selection(embedding_map=embedding_map, polygon=polygon)
+    preview = ids[:PREVIEW]
+    if action == "count":
+        return SelectionOutcome(len(ids), preview, f"{len(ids):,} images inside the selection.", "")
+    if not ids:
+        raise AppError("No image is inside the selection.")
+    if action == "collection":
+        collection, moved = images_move(image_ids=ids, collection_name=name)
+        return SelectionOutcome(len(ids), preview, f"Moved {moved:,} images into the collection “{collection.name}”.",
+                                f"{reverse('image-list')}?{urlencode({'collection': collection.pk})}")
+    if action == "label":
+        if not name.strip():
+            raise AppError("Give the label.", field="name")
+        changed = images_label(image_ids=ids, label=name)
+        return SelectionOutcome(len(ids), preview, f"Labelled {changed:,} images “{name.strip()}”.",
+                                f"{reverse('image-list')}?{urlencode({'label': name.strip()})}")
+    if action == "focus":
+        version = embedding_map.version
+        focus = focus_create(criterion=version.criterion, name=name, kind=LabelingFocus.Kind.SELECTION, image_ids=ids,
+                             created_by=user,
+                             description=f"{len(ids):,} images selected on the map of version {version.pk}.")
+        return SelectionOutcome(len(ids), preview, f"Labelers can now choose the focus “{focus.name}” "
+                                f"({len(ids):,} images).",
+                                f"{reverse('label')}?{urlencode({'criterion': version.criterion_id, 'focus': focus.pk})}")
+    raise AppError("A selection becomes a collection, a label or a focus.", field="action")
