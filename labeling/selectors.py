@@ -275,3 +275,44 @@ def judgments_per_source_and_labeler(*, criterion: SimilarityCriterion) -> dict:
         "by_labeler": list(judgments.exclude(user=None).values("user__username").annotate(n=Count("id"))
                            .order_by("-n")[:50]),
     }
+
+
+@dataclass
+class FocusRow:
+    focus: LabelingFocus
+    images: int
+    judged_triplets: int  # judged triplets whose three images are in the focus
+    held_out_triplets: int  # of those, the ones whose query is held out of training (split_by_query)
+    accuracy: dict[int, float | None]  # version id -> its held-out triplet accuracy within the focus
+
+
+def focus_rows(*, criterion: SimilarityCriterion, triplets: list[tuple[int, int, int]] | None = None,
+               versions: list | None = None) -> list[FocusRow]:
+    """Per focus of the criterion: its judged triplets and each version's held-out accuracy on those within
+    it, so a team sees whether the part of the library it works on improves. The versions are the
+    criterion's embedded ones, newest four, unless given; the held-out triplets are those the dashboard's
+    version table scores (the same split by query)."""
+    from ranking.models import ModelVersion
+    from ranking.selectors import triplet_outcomes
+    from ranking.services.evaluation import split_by_query
+    from ranking.services.hyperparameters import default_hyperparameters
+
+    triplets = training_triplets(criterion=criterion) if triplets is None else triplets
+    if versions is None:
+        versions = list(ModelVersion.objects.filter(criterion=criterion, status__in=ModelVersion.EMBEDDED_STATUSES)
+                        .order_by("-pk")[:4])
+    hp = default_hyperparameters(ModelVersion.Kind.RANKING)
+    _, held_out = split_by_query(triplets, hp["val_fraction"], hp["seed"])
+    judged_images = list({i for t in triplets for i in t})
+    rows = []
+    for focus in LabelingFocus.objects.filter(criterion=criterion).select_related("collection").order_by("archived", "name"):
+        members = set(focus_images(focus).filter(pk__in=judged_images).values_list("pk", flat=True))
+        within = [t for t in held_out if all(i in members for i in t)]
+        accuracy = {}
+        for version in versions:
+            outcomes = triplet_outcomes(version=version, triplets=within) if within else None
+            accuracy[version.pk] = None if outcomes is None else float(outcomes.mean())
+        rows.append(FocusRow(focus=focus, images=focus_images(focus).count(),
+                             judged_triplets=sum(all(i in members for i in t) for t in triplets),
+                             held_out_triplets=len(within), accuracy=accuracy))
+    return rows

@@ -98,6 +98,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         },
         "per_day": labeling_selectors.judgments_per_day(criterion=criterion),
         "quality": labeling_selectors.labeler_quality(criterion=criterion),
+        "focus_versions": (focus_versions := [row.version for row in rows
+                                              if row.version.status in ModelVersion.EMBEDDED_STATUSES][:4]),
+        "focus_rows": labeling_selectors.focus_rows(criterion=criterion, triplets=triplets, versions=focus_versions),
+        "collections": Collection.objects.order_by("name"),
     })
 
 

@@ -108,6 +108,7 @@ class FocusesApi(LabelerApi):
         data = _valid(s.FocusInputSerializer, request.data)
         criterion = LabelingAdminApi.criterion(self, data.pop("criterion", None))
         focus = focus_service.focus_make(criterion=criterion, created_by=request.user, **data)
+        focus.image_count = selectors.focus_images(focus).count()
         return Response(s.FocusOutputSerializer(focus).data, status=status.HTTP_201_CREATED)
 
 

@@ -231,16 +231,19 @@ def test_active_selection_serves_the_least_certain_triplets_first(autoencoder, c
     assert triplets_refill(criterion=criterion) == 0  # full
 
 
-def test_refill_task_fills_each_collections_queue(autoencoder, criterion, stripes_library, settings):
+def test_refill_task_fills_each_focus_queue(autoencoder, criterion, stripes_library, settings):
     from imagesearch.models import Collection
+    from labeling.services.focus import focus_create
 
     settings.LABELING_QUEUE_TARGET = 3
     for collection in Collection.objects.all():
-        assert refill_triplets(criterion.pk, collection.pk) == 3
-        in_queue = triplets_waiting(criterion=criterion, collection_id=collection.pk)
+        focus = focus_create(criterion=criterion, name=collection.name, kind="collection", collection=collection)
+        assert refill_triplets(criterion.pk, focus.pk) == 3
+        in_queue = triplets_waiting(criterion=criterion, focus=focus)
         assert {t.query.collection_id for t in in_queue} == {collection.pk}
         assert {t.candidate_a.collection_id for t in in_queue} | {t.candidate_b.collection_id for t in in_queue} == {
             collection.pk}
+    assert refill_triplets(criterion.pk, 999_999) == 0  # a focus deleted since the refill was queued
 
 
 def test_a_reopened_page_gets_back_the_triplets_held_for_it(criterion, stripes_library, labelers, settings):
