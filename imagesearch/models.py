@@ -50,6 +50,9 @@ class Document(models.Model):
         return self.media_type == "application/pdf"
 
 
+BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
+
+
 class Image(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="images")
     document = models.ForeignKey(
@@ -86,6 +89,12 @@ class Image(models.Model):
         return self.original_name or self.sha256[:12]
 
     @property
+    def displayable_name(self) -> str:
+        """The stored file a browser can show: the image itself, or its thumbnail for a format browsers do not
+        show (a TIFF scan)."""
+        return self.file.name if self.media_type in BROWSER_IMAGE_TYPES else self.thumbnail.name
+
+    @property
     def title(self) -> str:
         """What the pages call it: its file's name, or, taken from a document, the document's title, the page
         and where on the page ("Survey manual, p. 12, top left"): a 100-page PDF's pictures all have its
@@ -103,18 +112,51 @@ class Image(models.Model):
     def place_on_page(self) -> str:
         """Where its box sits on its page: "whole page", "top left" … "bottom right", or "" when unknown."""
         sizes = self.document.page_sizes if self.document_id is not None else []
-        if not self.bbox or not self.page_number or len(sizes or []) < self.page_number:
-            return ""
-        width, height = sizes[self.page_number - 1]
-        x0, y0, x1, y1 = self.bbox
-        if width <= 0 or height <= 0:
-            return ""
-        if (x1 - x0) * (y1 - y0) >= 0.8 * width * height:
-            return "whole page"
-        across, down = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
-        row = "top" if down < 1 / 3 else "bottom" if down > 2 / 3 else "middle"
-        column = "left" if across < 1 / 3 else "right" if across > 2 / 3 else ""
-        return f"{row} {column}" if column else ("centre" if row == "middle" else row)
+        return _place_on_page(self.bbox, sizes, self.page_number)
+
+
+def _place_on_page(bbox, page_sizes, page_number: int | None) -> str:
+    if not bbox or not page_number or len(page_sizes or []) < page_number:
+        return ""
+    width, height = page_sizes[page_number - 1]
+    x0, y0, x1, y1 = bbox
+    if width <= 0 or height <= 0:
+        return ""
+    if (x1 - x0) * (y1 - y0) >= 0.8 * width * height:
+        return "whole page"
+    across, down = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
+    row = "top" if down < 1 / 3 else "bottom" if down > 2 / 3 else "middle"
+    column = "left" if across < 1 / 3 else "right" if across > 2 / 3 else ""
+    return f"{row} {column}" if column else ("centre" if row == "middle" else row)
+
+
+class ImageOccurrence(models.Model):
+    """A place where a library picture appears: a document's page and the box on it. The same picture (the
+    same SHA-256) is one library image however many documents, pages or places show it; each of them is an
+    occurrence. ``Image.document`` and ``page_number`` keep the first one, which names the image
+    (``Image.title``); pages and the API list them all."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="occurrences")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="occurrences")
+    page_number = models.PositiveIntegerField(default=1)
+    bbox = ArrayField(models.FloatField(), size=4, null=True, blank=True,
+                      help_text="x0, y0, x1, y1 in points from the top-left of the displayed page.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["document_id", "page_number", "id"]
+        constraints = [models.UniqueConstraint(fields=["image", "document", "page_number"],
+                                               name="one_occurrence_per_image_and_page")]
+        indexes = [models.Index(fields=["document", "page_number"], name="occurrence_document_page")]
+
+    @property
+    def place(self) -> str:
+        """"p. 12, top right" on its document."""
+        parts = [f"p. {self.page_number}"]
+        place = _place_on_page(self.bbox, self.document.page_sizes, self.page_number)
+        if place:
+            parts.append(place)
+        return ", ".join(parts)
 
 
 class Job(models.Model):

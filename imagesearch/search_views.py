@@ -14,19 +14,25 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from pypdfium2 import PdfiumError
 
-from imagesearch import selectors
+from imagesearch import selectors, storage
+from imagesearch.documents import DocumentRejected
 from imagesearch.imaging import ImageRejected
+from imagesearch.models import Document
 from imagesearch.params import InvalidParameter, int_param, text_param
+from imagesearch.services.documents import document_page_preview
 from imagesearch.services.library import collection_get_or_create
 from imagesearch.services.query_uploads import (
+    REGION_INVALID,
     QueryNotFound,
     SearchQuery,
     search_query_add_to_library,
     search_query_from_token,
+    search_query_region,
     search_query_thumbnail_path,
     search_query_upload,
 )
@@ -56,6 +62,9 @@ def search(request: HttpRequest) -> HttpResponse:
                else None}
     if query is None:
         return render(request, "imagesearch/search.html", context, status=404 if error else 200)
+    # the picture a region of the query is drawn on
+    context["region_picture_url"] = (reverse("media-file", args=[context["query_image"].displayable_name])
+                                     if context["query_image"] else reverse("search-query-thumbnail", args=[query.token]))
     offset = min(int_param(request.GET, "offset", default=0), 999)
     filters = {"collection_id": context["selected"]["collection"], "document_id": context["selected"]["document"],
                "label": context["selected"]["label"] or None}
@@ -169,6 +178,65 @@ def search_add_to_library(request: HttpRequest) -> HttpResponse:
         return redirect(f"{reverse('search')}?{_kept(request.POST)}")
     messages.success(request, f"Added {query.name or 'the query image'} to the library ({collection.name}).")
     return redirect(f"{reverse('search')}?{_query_param(query)}&{_kept(request.POST)}")
+
+
+# a page region is cropped from a render this wide (the page previews are DOCUMENT_PREVIEW_WIDTH)
+REGION_PAGE_WIDTH = 2000
+
+
+@login_required
+@permission_required("imagesearch.search", raise_exception=True)
+@require_POST
+def search_region(request: HttpRequest) -> HttpResponse:
+    """Search with a box drawn on a picture: a library image (``image``), an upload kept aside (``q``) or a
+    document's page (``document`` and ``page``); ``box`` is "left,top,right,bottom" in shares of the picture.
+    The region is cropped and searched as an upload: nothing joins the library unless the user adds it."""
+    form = request.POST
+    box = _region_box(form.get("box", ""))
+    # the search keeps the page's choices, but a region of a document's page searches the whole library
+    kept = _kept({name: value for name, value in form.items() if name != "document"})
+    image_id, document_id = int_param(form, "image"), int_param(form, "document")
+    try:
+        if image_id is not None:
+            image = selectors.image_get(image_id=image_id)
+            if image is None:
+                raise Http404(f"No image {image_id} in the library.")
+            data, name = storage.media_path(image.file.name).read_bytes(), f"a region of {image.title}"
+        elif document_id is not None:
+            document = get_object_or_404(Document, pk=document_id)
+            page = int_param(form, "page", default=1, min_value=1, max_value=100_000)
+            preview = document_page_preview(document=document, page_number=page, width=REGION_PAGE_WIDTH)
+            data, name = storage.media_path(preview).read_bytes(), f"a region of {document.title}, p. {page}"
+        else:
+            query = search_query_from_token(text_param(form, "q"))
+            if query.image_id is not None:  # it has joined the library since
+                image = selectors.image_get(image_id=query.image_id)
+                data = storage.media_path(image.file.name).read_bytes()
+            else:
+                data = query.path.read_bytes()
+            name = f"a region of {query.name or 'your image'}"
+        region = search_query_region(data=data, box=box, name=name[:500])
+    except (QueryNotFound, ImageRejected, DocumentRejected) as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('search')}?{kept}")
+    except FileNotFoundError:
+        messages.error(request, "The picture's file is missing from the store.")
+        return redirect(f"{reverse('search')}?{kept}")
+    except PdfiumError:
+        messages.error(request, "This page could not be rendered.")
+        return redirect(f"{reverse('search')}?{kept}")
+    return redirect(f"{reverse('search')}?{_query_param(region)}&{kept}")
+
+
+def _region_box(raw: str) -> tuple[float, float, float, float]:
+    parts = raw.split(",")
+    try:
+        box = tuple(float(part) for part in parts)
+    except ValueError:
+        box = ()
+    if len(box) != 4 or not (0.0 <= box[0] < box[2] <= 1.0 and 0.0 <= box[1] < box[3] <= 1.0):
+        raise InvalidParameter("box", REGION_INVALID)
+    return box
 
 
 @login_required

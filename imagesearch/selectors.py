@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 
-from imagesearch.models import Collection, Document, Image, Job
+from imagesearch.models import Collection, Document, Image, ImageOccurrence, Job
 from imagesearch.services.query_uploads import SearchQuery
 from ranking.models import ModelVersion, SimilarityCriterion
 from ranking.selectors import (
@@ -27,11 +27,11 @@ from ranking.services.criteria import criterion_resolve
 def image_list(
     *, collection_id: int | None = None, document_id: int | None = None, label: str | None = None
 ) -> QuerySet[Image]:
-    images = Image.objects.select_related("collection", "document")
+    images = Image.objects.select_related("collection", "document").prefetch_related("occurrences__document")
     if collection_id:
         images = images.filter(collection_id=collection_id)
-    if document_id:
-        images = images.filter(document_id=document_id)
+    if document_id:  # every picture that appears in it, first found there or not
+        images = images.filter(pk__in=ImageOccurrence.objects.filter(document_id=document_id).values("image_id"))
     if label:
         images = images.filter(label=label)
     return images
@@ -56,8 +56,22 @@ def collection_list() -> QuerySet[Collection]:
     return Collection.objects.all()
 
 
-def document_images(*, document: Document) -> QuerySet[Image]:
-    return document.images.order_by("page_number", "id")
+def document_occurrences(*, document: Document) -> QuerySet[ImageOccurrence]:
+    """Where the document's pictures appear in it (pictures shared with other documents included), in page order."""
+    return (ImageOccurrence.objects.filter(document=document).select_related("image__document")
+            .order_by("page_number", "image_id"))
+
+
+def image_occurrences(*, image_ids: list[int]) -> dict[int, list[ImageOccurrence]]:
+    """Every place each image appears (document, page, box), the document it was first found in first."""
+    found: dict[int, list[ImageOccurrence]] = {}
+    rows = (ImageOccurrence.objects.filter(image_id__in=image_ids).select_related("document", "image")
+            .order_by("image_id", "created_at", "pk"))
+    for occurrence in rows:
+        found.setdefault(occurrence.image_id, []).append(occurrence)
+    for occurrences in found.values():
+        occurrences.sort(key=lambda o: o.document_id != o.image.document_id)  # stable: the rest in import order
+    return found
 
 
 def document_list(*, collection_id: int | None = None, query: str = "") -> QuerySet[Document]:
@@ -70,8 +84,10 @@ def document_list(*, collection_id: int | None = None, query: str = "") -> Query
 
 
 def document_image_counts(*, document_ids: list[int]) -> dict[int, int]:
-    """Images per document, for one page of a document list (counting all documents would not scale)."""
-    rows = Image.objects.filter(document_id__in=document_ids).values("document_id").annotate(n=Count("id"))
+    """Pictures per document (shared ones counted in each), for one page of a document list (counting all
+    documents would not scale)."""
+    rows = (ImageOccurrence.objects.filter(document_id__in=document_ids).values("document_id")
+            .annotate(n=Count("image_id", distinct=True)))
     return {row["document_id"]: row["n"] for row in rows}
 
 
@@ -81,6 +97,7 @@ class DocumentPage:
     width: float  # points (0 when unknown)
     height: float
     images: list[Image]
+    bboxes: dict[int, list[float] | None] = field(default_factory=dict)  # image id -> its box on this page
 
     def boxes(self) -> list[tuple[Image, dict]]:
         """Each image with its position on the page as CSS percentages, for the overlay."""
@@ -88,8 +105,9 @@ class DocumentPage:
             return []
         out = []
         for image in self.images:
-            if image.bbox and (image.metadata or {}).get("kind") != "page":
-                x0, y0, x1, y1 = image.bbox
+            bbox = self.bboxes.get(image.pk)
+            if bbox and (image.metadata or {}).get("kind") != "page":
+                x0, y0, x1, y1 = bbox
                 out.append((image, {
                     "left": round(100 * x0 / self.width, 3), "top": round(100 * y0 / self.height, 3),
                     "width": round(100 * (x1 - x0) / self.width, 3), "height": round(100 * (y1 - y0) / self.height, 3),
@@ -100,14 +118,16 @@ class DocumentPage:
 def document_pages(*, document: Document, all_pages: bool = False) -> list[DocumentPage]:
     """The document's pages that hold library images (every page with ``all_pages``), in order."""
     by_page: dict[int, list[Image]] = {}
-    for image in document_images(document=document):
-        by_page.setdefault(image.page_number or 1, []).append(image)
+    bboxes: dict[int, dict[int, list[float] | None]] = {}
+    for occurrence in document_occurrences(document=document):
+        by_page.setdefault(occurrence.page_number, []).append(occurrence.image)
+        bboxes.setdefault(occurrence.page_number, {})[occurrence.image_id] = occurrence.bbox
     numbers = range(1, document.page_count + 1) if all_pages else sorted(by_page)
     sizes = document.page_sizes or []
     pages = []
     for number in numbers:
         width, height = sizes[number - 1] if number <= len(sizes) else (0.0, 0.0)
-        pages.append(DocumentPage(number, width, height, by_page.get(number, [])))
+        pages.append(DocumentPage(number, width, height, by_page.get(number, []), bboxes.get(number, {})))
     return pages
 
 
@@ -231,5 +251,8 @@ def search_answer(
     hits = nearest_images(version=version, image_id=query.image_id, vector=vector, k=k + 1, offset=offset,
                           collection_id=collection_id, document_id=document_id, label=label or None,
                           ef_search=ef_search)
+    occurrences = image_occurrences(image_ids=[hit.image.pk for hit in hits[:k]])
+    for hit in hits[:k]:
+        hit.occurrences = occurrences.get(hit.image.pk, [])
     return SearchResults(criterion=criterion, version=version, hits=hits[:k], offset=offset,
                          has_more=len(hits) > k and offset + k < MAX_SEARCH_RESULTS)

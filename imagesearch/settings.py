@@ -292,7 +292,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # jobs, model versions and uploads each have a "status"; name the jobs' one
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "imagesearch.models.Job.Status"},
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "imagesearch.models.Job.Status",
+                            "JobKindEnum": "imagesearch.models.Job.Kind",
+                            "LabelingFocusKindEnum": "labeling.models.LabelingFocus.Kind"},
 }
 
 LOGGING = {

@@ -15,6 +15,7 @@ urlpatterns = [
     path("dashboard/action/", ranking_views.dashboard_action, name="dashboard-action"),
     path("search/", search_views.search, name="search"),
     path("search/add/", search_views.search_add_to_library, name="search-add"),
+    path("search/region/", search_views.search_region, name="search-region"),
     path("search/queries/<str:token>.webp", search_views.search_query_thumbnail, name="search-query-thumbnail"),
     path("duplicates/", duplicate_views.duplicates, name="duplicates"),
     path("duplicates/scan/", duplicate_views.duplicates_scan, name="duplicates-scan"),
@@ -28,6 +29,7 @@ urlpatterns = [
     path("documents/<int:document_id>/", views.document_detail, name="document-detail"),
     path("documents/<int:document_id>/pages/<int:page_number>.webp", views.document_page_image,
          name="document-page-image"),
+    path("documents/<int:document_id>/read-again/", views.document_read_again_view, name="document-read-again"),
     path("documents/<int:document_id>/download/", views.document_download, name="document-download"),
     path("media/<path:name>", views.media_file, name="media-file"),
     # sign in and out, and change one's own password; no anonymous password-reset pages

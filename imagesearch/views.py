@@ -14,7 +14,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.utils._os import safe_join
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from pypdfium2 import PdfiumError
 
 from imagesearch import selectors, storage
@@ -23,7 +23,7 @@ from imagesearch.documents import DocumentRejected
 from imagesearch.imaging import ImageRejected
 from imagesearch.models import Document, Image
 from imagesearch.params import InvalidParameter, int_param, text_param
-from imagesearch.services.documents import document_page_preview, document_upload
+from imagesearch.services.documents import document_page_preview, document_read_again, document_upload
 from imagesearch.services.library import DEFAULT_COLLECTION
 from imagesearch.services.library import thumbnail_ensure
 
@@ -132,8 +132,29 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
         "all_pages": all_pages,
         "image_count": sum(len(p.images) for p in pages),
         "skipped": (document.metadata or {}).get("skipped", {}),
+        "read_again_with": [READ_AGAIN_NAMES.get(n, n) for n in (document.metadata or {}).get("read_again_with", [])],
+        "render_dpi": settings.DOCUMENT_RENDER_DPI,
         "page_errors": (document.metadata or {}).get("page_errors", []),
     })
+
+
+READ_AGAIN_NAMES = {"vector_figures": "its vector figures", "render_all_pages": "every page rendered"}
+
+
+@login_required
+@permission_required("imagesearch.add_document", raise_exception=True)
+@require_POST
+def document_read_again_view(request: HttpRequest, document_id: int) -> HttpResponse:
+    """Import a document's pictures again with what its first import left out (vector figures, whole pages)."""
+    document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+    try:
+        job = document_read_again(document=document, what=request.POST.get("what", ""), created_by=request.user)
+    except DocumentRejected as exc:
+        messages.error(request, str(exc))
+        return redirect("document-detail", document_id=document.pk)
+    messages.success(request, f"Import #{job.pk} reads “{document.title}” again; its progress is shown below, "
+                              "and its new pictures join the document.")
+    return redirect("document-list")
 
 
 @login_required

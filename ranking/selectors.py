@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ class SearchHit:
     # (None before the version's reference was measured): what a person can read, where raw cosine
     # similarities of one model all sit at 0.99 and another's at 0.6
     closeness: float | None = None
+    # every document page the image appears on (imagesearch.models.ImageOccurrence), filled by search_answer
+    occurrences: list = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -172,7 +174,9 @@ def _image_from_row(row: tuple) -> Image:
     built = []
     for model in (Image, Collection, Document):
         fields = model._meta.concrete_fields
-        values = row[at:at + len(fields)]
+        # the fields' own conversions, which from_db does not run: JSON columns come as text
+        values = [f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
+                  for f, v in zip(fields, row[at:at + len(fields)])]
         at += len(fields)
         built.append(None if values[0] is None else
                      model.from_db(connection.alias, [f.attname for f in fields], values))
@@ -200,6 +204,10 @@ def _nearest(version, vector, k, exclude_id, filters: dict, ef_search) -> list[t
     if focus_id is not None:  # a labeling focus's listed images (labeling.models.FocusImage)
         where.append("e.image_id IN (SELECT image_id FROM labeling_focusimage WHERE focus_id = %s)")
         params.append(focus_id)
+    document_id = image_filters.pop("document_id", None)
+    if document_id is not None:  # every picture that appears in the document, first found there or not
+        where.append("e.image_id IN (SELECT image_id FROM imagesearch_imageoccurrence WHERE document_id = %s)")
+        params.append(document_id)
     if image_filters:
         join = "JOIN imagesearch_image i ON i.id = e.image_id"
         for column, value in image_filters.items():

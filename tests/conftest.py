@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagesearch.services.ingest import image_ingest_bytes
-from tests import images
+from tests import images, photos
 from tests.factories import CollectionFactory
 
 
@@ -169,6 +169,27 @@ def stripes_library(db):
                                      collection=collections[i % 4 // 2], label=label)
         ids[label] += outcome.image_ids
     return ids
+
+
+@pytest.fixture
+def copied_library(db, criterion):
+    """Four copies each of four photos (tests.photos.copies), two photos once each, and the pretrained model
+    active; returns {photo name: its images' ids}."""
+    from imagesearch.services.library import collection_get_or_create
+    from ranking.services.training import training_start, version_train
+
+    families: dict[str, set[int]] = {}
+    collection = collection_get_or_create(name="Photos")
+    for n, name in enumerate(photos.PHOTOS):
+        made = photos.copies(photos.photo(name))
+        if n >= 4:
+            made = {"original": made["original"]}
+        for kind, data in made.items():
+            outcome = image_ingest_bytes(data=data, original_name=f"{name}-{kind}.png", collection=collection)
+            families.setdefault(name, set()).update(outcome.image_ids)
+    version = training_start(criterion=criterion, kind="pretrained", dispatch=False)
+    version_train(version_id=version.pk, embed="inline")
+    return families
 
 
 @pytest.fixture

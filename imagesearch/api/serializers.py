@@ -30,6 +30,21 @@ class DocumentSummarySerializer(serializers.ModelSerializer):
         return reverse("document-detail", args=[document.pk])
 
 
+class OccurrenceSerializer(serializers.Serializer):
+    """A place a picture appears: a document's page and the box on it."""
+
+    document = DocumentSummarySerializer()
+    page_number = serializers.IntegerField()
+    bbox = serializers.ListField(child=serializers.FloatField(), allow_null=True,
+                                 help_text="x0, y0, x1, y1 in points from the page's top left")
+    place = serializers.CharField(help_text='"p. 12, top right"')
+    page_url = serializers.SerializerMethodField(help_text="The document at that page.")
+
+    def get_page_url(self, occurrence) -> str:
+        return (reverse("document-detail", args=[occurrence.document_id])
+                + f"?page={occurrence.page_number}#page-{occurrence.page_number}")
+
+
 class ImageOutputSerializer(serializers.ModelSerializer):
     collection = CollectionOutputSerializer()
     document = DocumentSummarySerializer(allow_null=True)
@@ -38,12 +53,14 @@ class ImageOutputSerializer(serializers.ModelSerializer):
     page_url = serializers.SerializerMethodField()
     title = serializers.CharField(read_only=True, help_text="The file's name, or for a picture taken from a "
                                   "document: its title, page and place on the page.")
+    occurrences = OccurrenceSerializer(many=True, read_only=True, help_text=(
+        "Every document page the picture appears on (document and page_number above: the first of them)."))
 
     class Meta:
         model = Image
         fields = [
             "id", "sha256", "title", "original_name", "label", "metadata", "width", "height", "format",
-            "media_type", "file_size", "collection", "document", "page_number", "bbox",
+            "media_type", "file_size", "collection", "document", "page_number", "bbox", "occurrences",
             "file_url", "thumbnail_url", "page_url", "created_at",
         ]
 
@@ -129,6 +146,7 @@ class SearchResultSerializer(serializers.Serializer):
     file_url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
     document_url = serializers.SerializerMethodField(help_text="The source document at the image's page.")
+    occurrences = OccurrenceSerializer(many=True, help_text="Every document page the picture appears on.")
 
     def get_thumbnail_url(self, hit) -> str:
         return media_url(hit["image"].thumbnail.name)
@@ -287,23 +305,31 @@ class ImageUploadOutputSerializer(serializers.Serializer):
     job = ImportJobOutputSerializer(allow_null=True, help_text="Set when some files are imported in the background.")
 
 
-class DocumentImageSerializer(serializers.ModelSerializer):
+class DocumentImageSerializer(serializers.Serializer):
+    """A picture as it appears in this document (``ImageOccurrence``): a picture shared with other documents is
+    listed in each, at its page and place there."""
+
+    id = serializers.IntegerField(source="image_id")
+    page_number = serializers.IntegerField()
+    bbox = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    kind = serializers.SerializerMethodField(help_text="embedded, page (a rendered page) or figure")
+    width = serializers.IntegerField(source="image.width")
+    height = serializers.IntegerField(source="image.height")
     thumbnail_url = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField()
-    kind = serializers.SerializerMethodField(help_text="embedded, page (a rendered page) or figure")
+    first_found_here = serializers.SerializerMethodField(help_text="False: imported from another document first.")
 
-    class Meta:
-        model = Image
-        fields = ["id", "page_number", "bbox", "kind", "width", "height", "thumbnail_url", "page_url"]
+    def get_thumbnail_url(self, occurrence) -> str:
+        return media_url(occurrence.image.thumbnail.name)
 
-    def get_thumbnail_url(self, image: Image) -> str:
-        return media_url(image.thumbnail.name)
+    def get_page_url(self, occurrence) -> str:
+        return reverse("image-detail", args=[occurrence.image_id])
 
-    def get_page_url(self, image: Image) -> str:
-        return reverse("image-detail", args=[image.pk])
+    def get_kind(self, occurrence) -> str:
+        return (occurrence.image.metadata or {}).get("kind", "page" if occurrence.image.page_number else "embedded")
 
-    def get_kind(self, image: Image) -> str:
-        return (image.metadata or {}).get("kind", "page" if image.page_number else "embedded")
+    def get_first_found_here(self, occurrence) -> bool:
+        return occurrence.image.document_id == occurrence.document_id
 
 
 class DocumentOutputSerializer(serializers.ModelSerializer):

@@ -163,7 +163,7 @@ class SearchApi(AnalystApi):
             "offset": results.offset,
             "has_more": results.has_more,
             "results": [{"rank": results.offset + n, "image": hit.image, "score": hit.score, "closeness": hit.closeness,
-                         "distance": hit.distance}
+                         "distance": hit.distance, "occurrences": hit.occurrences}
                         for n, hit in enumerate(results.hits, 1)],
         }).data)
 
@@ -272,7 +272,7 @@ class DocumentDetailApi(APIView):
     @extend_schema(responses=DocumentDetailOutputSerializer)
     def get(self, request, document_id: int):
         document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
-        document.ordered_images = selectors.document_images(document=document)
+        document.ordered_images = selectors.document_occurrences(document=document)
         return Response(DocumentDetailOutputSerializer(document).data)
 
 

@@ -44,6 +44,35 @@ def document_upload(
     return job
 
 
+READ_AGAIN_CHOICES = {
+    "figures": {"vector_figures": True},  # regions of dense vector drawing, rendered
+    "pages": {"render_all_pages": True},  # every page rendered as a picture
+}
+NOT_A_PDF = "Only a PDF is read again: a scan's pages are its pictures already."
+
+
+def document_read_again(*, document: Document, what: str, created_by: AbstractBaseUser | None = None,
+                        dispatch: bool = True) -> Job:
+    """Import the document's pictures again with what the first import left out: its vector figures
+    (``what="figures"``) or its pages rendered whole (``"pages"``). Its new pictures join it; the job
+    shows on the documents page like any import."""
+    if what not in READ_AGAIN_CHOICES:
+        raise DocumentRejected(f"Read a document again for its figures or its pages, not {what!r}.")
+    if not document.is_pdf or not document.file:
+        raise DocumentRejected(NOT_A_PDF)
+    path = storage.media_path(document.file.name)
+    if not path.exists():
+        raise DocumentRejected("The document's file is missing from the store.")
+    with transaction.atomic():
+        job = ingest_job_create(paths=[path], collection_name=document.collection.name, created_by=created_by,
+                                pdf_options=READ_AGAIN_CHOICES[what], into_document_id=document.pk)
+        if dispatch:
+            ingest_job_run(job_id=job.pk)  # queued when this commits
+    if not dispatch:
+        ingest_job_run(job_id=job.pk, inline=True)
+    return job
+
+
 def _unused_path(folder: Path, name: str) -> Path:
     """A path in ``folder`` for an uploaded file under its own (sanitised) name: "a (2).pdf" for a second "a.pdf"."""
     name = _UNSAFE_NAME.sub("_", Path(name).name).strip(". ") or "upload"

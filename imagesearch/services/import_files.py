@@ -120,13 +120,16 @@ def _fitted(text: str, limit: int, what: str, warnings: list[str]) -> str:
     return stem[: limit - len(suffix) - 1] + "…" + suffix
 
 
-def prepared_from_bytes(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> PreparedItem:
-    """Decode and store the files of one source (``sha256`` of ``data``).
+def prepared_from_bytes(data: bytes, *, sha256: str, source: str, original_name: str, label: str,
+                        pdf_options: dict | None = None) -> PreparedItem:
+    """Decode and store the files of one source (``sha256`` of ``data``). ``pdf_options``: a job's own
+    choices (``PDF_JOB_OPTIONS``) over the settings' for a PDF.
 
     Raises ImageRejected, DocumentRejected or SourceRejected with the reason."""
     _check_size(data)
     if is_pdf(data):
-        return _prepare_pdf(data, sha256=sha256, source=source, original_name=original_name, label=label)
+        return _prepare_pdf(data, sha256=sha256, source=source, original_name=original_name, label=label,
+                            options=_pdf_options(pdf_options))
     decoded = decode_image(
         data,
         max_pixels=settings.IMAGE_MAX_PIXELS,
@@ -156,12 +159,19 @@ def prepared_from_bytes(data: bytes, *, sha256: str, source: str, original_name:
     return prepared
 
 
-def _pdf_options() -> PdfOptions:
+NO_PICTURES = ("no pictures: it holds no raster image to take (its figures are drawn as vectors); its page in the "
+               "library offers to take its vector figures or its pages (or set DOCUMENT_VECTOR_FIGURES)")
+# what an import job may choose for its PDFs over the settings (a re-import of a document with no pictures)
+PDF_JOB_OPTIONS = ("render_all_pages", "vector_figures")
+
+
+def _pdf_options(job_options: dict | None = None) -> PdfOptions:
+    chosen = {name: bool(value) for name, value in (job_options or {}).items() if name in PDF_JOB_OPTIONS}
     return PdfOptions(
         min_image_side=settings.DOCUMENT_MIN_IMAGE_SIDE,
         render_dpi=settings.DOCUMENT_RENDER_DPI,
-        render_all_pages=settings.DOCUMENT_RENDER_ALL_PAGES,
-        vector_figures=settings.DOCUMENT_VECTOR_FIGURES,
+        render_all_pages=chosen.get("render_all_pages", settings.DOCUMENT_RENDER_ALL_PAGES),
+        vector_figures=chosen.get("vector_figures", settings.DOCUMENT_VECTOR_FIGURES),
         repeated_image_pages=settings.DOCUMENT_REPEATED_IMAGE_PAGES,
         repeated_image_share=settings.DOCUMENT_REPEATED_IMAGE_SHARE,
         max_pages=settings.DOCUMENT_MAX_PAGES,
@@ -169,12 +179,13 @@ def _pdf_options() -> PdfOptions:
     )
 
 
-def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, label: str) -> PreparedItem:
+def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, label: str,
+                 options: PdfOptions) -> PreparedItem:
     """A PDF: the document itself and each picture taken from it (``imagesearch.documents``),
     stored as they come, so that only one picture at a time is in memory."""
     prepared = _new_prepared(sha256=sha256, source=source, original_name=original_name, label=label)
     try:
-        with PdfPictures(data, _pdf_options()) as pdf:
+        with PdfPictures(data, options) as pdf:
             original = storage.original_name(sha256, ".pdf")
             _store(prepared, original, data)
             seen: set[str] = set()
@@ -189,6 +200,9 @@ def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, l
                     prepared.images.append(stored)
             page_sizes, skipped = pdf.page_sizes, dict(pdf.skipped)
             prepared.warnings = pdf.page_errors + prepared.warnings
+            page_errors = prepared.warnings[:100]
+            if not prepared.images and not (options.vector_figures and options.render_all_pages):
+                prepared.warnings.append(NO_PICTURES)  # the import's issue; the document's page says it too
     except BaseException:
         files_remove_unreferenced(prepared.created_files)
         raise
@@ -199,7 +213,7 @@ def _prepare_pdf(data: bytes, *, sha256: str, source: str, original_name: str, l
         "page_sizes": page_sizes,
         "file": original,
         "file_size": len(data),
-        "metadata": {"skipped": skipped, "page_errors": prepared.warnings[:100]},
+        "metadata": {"skipped": skipped, "page_errors": page_errors},
     }
     return prepared
 
@@ -267,14 +281,17 @@ def files_remove_unreferenced(names: list[str]) -> None:
     storage.remove_files([n for n in names if n not in referenced])
 
 
-def prepared_from_source(item: SourceItem, *, label: str = "") -> PreparedItem | IngestOutcome:
-    """``label``: the job's, for items that have none of their own (a folder's)."""
+def prepared_from_source(item: SourceItem, *, label: str = "", pdf_options: dict | None = None,
+                         again: bool = False) -> PreparedItem | IngestOutcome:
+    """``label``: the job's, for items that have none of their own (a folder's). ``again``: a document of the
+    library read once more (with other ``pdf_options``), not a duplicate."""
     try:
         data = read_source(item, max_bytes=_size_limit)
         sha256 = hashlib.sha256(data).hexdigest()
-        if bytes_in_library(sha256):
+        if not again and bytes_in_library(sha256):
             return IngestOutcome(item.display, DUPLICATE, ALREADY_STORED)
-        return prepared_from_bytes(data, sha256=sha256, source=item.display, original_name=item.name, label=item.label or label)
+        return prepared_from_bytes(data, sha256=sha256, source=item.display, original_name=item.name,
+                                   label=item.label or label, pdf_options=pdf_options)
     except (SourceRejected, ImageRejected, DocumentRejected) as exc:
         return IngestOutcome(item.display, FAILED, str(exc))
     except DatabaseError:

@@ -1,7 +1,8 @@
 """Writing an import's rows: the Image and Document rows of prepared items (``import_files``), all of
 a chunk's in two statements when nothing collides, item by item in savepoints when something does.
 Images are unique by SHA-256: bytes another worker committed first are a duplicate, and its rows own
-the files."""
+the files. A document's picture already in the library is not imported again: it gets an occurrence
+(``ImageOccurrence``) in the new document."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 
 from django.db import DataError, IntegrityError, transaction
 
-from imagesearch.models import Document, Image
+from imagesearch.models import Document, Image, ImageOccurrence
 from imagesearch.services.import_files import (
     ALREADY_STORED, DUPLICATE, FAILED, IMPORTED, IngestOutcome, PreparedItem, files_remove_unreferenced,
 )
@@ -39,15 +40,20 @@ def _document_row(prepared: PreparedItem, *, collection_id: int, job_id: int | N
     )
 
 
-def rows_insert(prepared_items: list[PreparedItem], *, collection_id: int, job_id: int | None) -> list[IngestOutcome]:
+def rows_insert(prepared_items: list[PreparedItem], *, collection_id: int, job_id: int | None,
+                into_document_id: int | None = None, read_with: dict | None = None) -> list[IngestOutcome]:
     """Insert the rows of a chunk's items: all documents in one statement and all pictures in
     another, when nothing collides; otherwise item by item (``rows_insert_item``), each in a savepoint.
 
     A picture already in the library (a page of another document, a blank page, a logo)
-    stays where it is, and the document's other pictures go in.
+    stays where it is, and the document's other pictures go in. ``into_document_id``: the items are
+    that library document read again with the options ``read_with`` (``rows_insert_into_document``).
     """
     if not prepared_items:
         return []
+    if into_document_id is not None:
+        return [rows_insert_into_document(item, document_id=into_document_id, job_id=job_id, read_with=read_with)
+                for item in prepared_items]
     known = _shas_in_library([p.sha256 for item in prepared_items for p in item.images])
     try:
         with transaction.atomic():
@@ -64,6 +70,7 @@ def rows_insert(prepared_items: list[PreparedItem], *, collection_id: int, job_i
                     row.document = document
                 rows_per_item.append((item, document, rows))
             Image.objects.bulk_create([row for _item, _document, rows in rows_per_item for row in rows])
+            _occurrences_insert([(item, document) for item, document, _rows in rows_per_item if document])
     except (IntegrityError, DataError):
         # Another worker committed some of these bytes meanwhile (its rows own them), or one item
         # holds a value its columns refuse: item by item, so that only that one fails.
@@ -73,6 +80,44 @@ def rows_insert(prepared_items: list[PreparedItem], *, collection_id: int, job_i
                       document_id=document.pk if document else None, warnings=item.warnings)
         for item, document, rows in rows_per_item
     ]
+
+
+def rows_insert_into_document(prepared: PreparedItem, *, document_id: int, job_id: int | None,
+                              read_with: dict | None = None) -> IngestOutcome:
+    """A library document read again with other options (``read_with``: its vector figures, its pages rendered):
+    the pictures new to the library join it, those already there get an occurrence in it, and its record of
+    what was left out is the new reading's."""
+    with transaction.atomic():
+        document = Document.objects.select_for_update().get(pk=document_id)
+        known = _shas_in_library([p.sha256 for p in prepared.images])
+        rows = [row for row in _image_rows(prepared, collection_id=document.collection_id, job_id=job_id)
+                if row.sha256 not in known]
+        for row in rows:
+            row.document = document
+            row.original_name = document.original_name
+        Image.objects.bulk_create(rows, ignore_conflicts=True)  # bytes another worker committed: theirs
+        _occurrences_insert([(prepared, document)])
+        metadata = {**(document.metadata or {}), **(prepared.document or {}).get("metadata", {}),
+                    "read_again_with": sorted(name for name, on in (read_with or {}).items() if on)}
+        Document.objects.filter(pk=document.pk).update(metadata=metadata)
+        image_ids = list(Image.objects.filter(sha256__in=[row.sha256 for row in rows], document=document)
+                         .order_by("pk").values_list("pk", flat=True))
+    return IngestOutcome(prepared.source, IMPORTED, image_ids=image_ids, document_id=document.pk,
+                         warnings=prepared.warnings)
+
+
+def _occurrences_insert(documents: list[tuple[PreparedItem, Document]]) -> None:
+    """Where each document's pictures appear, the ones already in the library (from another document, or
+    imported alone) included: a shared picture is one image with an occurrence in each document."""
+    shas = {picture.sha256 for item, _document in documents for picture in item.images}
+    if not shas:
+        return
+    ids = dict(Image.objects.filter(sha256__in=shas).values_list("sha256", "pk"))
+    ImageOccurrence.objects.bulk_create(
+        [ImageOccurrence(image_id=ids[picture.sha256], document=document, page_number=picture.page_number or 1,
+                         bbox=list(picture.bbox) if picture.bbox else None)
+         for item, document in documents for picture in item.images if picture.sha256 in ids],
+        ignore_conflicts=True)  # the same picture twice on a page: its first place
 
 
 def _shas_in_library(shas: list[str]) -> set[str]:
@@ -93,6 +138,7 @@ def rows_insert_item(prepared: PreparedItem, *, collection_id: int, job_id: int 
                 for row in rows:
                     row.document = document
                 Image.objects.bulk_create(rows, ignore_conflicts=True)  # see rows_insert
+                _occurrences_insert([(prepared, document)])
                 image_ids = list(document.images.order_by("pk").values_list("pk", flat=True))
                 document_id = document.pk
     except IntegrityError:

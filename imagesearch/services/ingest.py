@@ -146,13 +146,17 @@ def ingest_job_create(
     created_by=None,
     chunk_size: int | None = None,
     upload_dir: str | None = None,
+    pdf_options: dict | None = None,
+    into_document_id: int | None = None,
 ) -> Job:
     """List the sources under ``paths`` and split them into chunks of one job: documents
     (PDFs) whole, a few small ones or one large one a chunk (``_document_chunks``), other
     files ``chunk_size`` at a time.
 
     Paths that yield nothing (missing, unreadable archives) are recorded as issues.
-    ``upload_dir``: a folder of uploaded files, removed when the job has finished.
+    ``upload_dir``: a folder of uploaded files, removed when the job has finished. ``pdf_options``: the job's
+    own choices for its PDFs (``import_files.PDF_JOB_OPTIONS``). ``into_document_id``: the one path is that
+    library document's file, read again (with those options): its new pictures join it.
     """
     chunk_size = chunk_size or settings.INGEST_CHUNK_SIZE
     paths = [str(Path(p).expanduser().absolute()) for p in paths]
@@ -181,6 +185,8 @@ def ingest_job_create(
                 "label_from_folder": label_from_folder,
                 "unreadable_paths": len(problems),
                 "upload_dir": upload_dir,
+                "pdf_options": pdf_options or {},
+                "into_document_id": into_document_id,
             },
             message=_listing_message(len(items), len(documents), collection.name),
         )
@@ -250,7 +256,9 @@ def ingest_chunk_process(*, chunk_id: int) -> None:
                                pending=IngestChunk.objects.filter(pk=chunk.pk, status=IngestChunk.Status.PENDING))
     try:
         for done, raw in enumerate(chunk.items, 1):
-            result = prepared_from_source(SourceItem.from_json(raw), label=job.params.get("label", ""))
+            result = prepared_from_source(SourceItem.from_json(raw), label=job.params.get("label", ""),
+                                          pdf_options=job.params.get("pdf_options"),
+                                          again=bool(job.params.get("into_document_id")))
             (prepared_items if isinstance(result, PreparedItem) else outcomes).append(result)
             report(done)
         committed = job_chunk_commit(
@@ -271,7 +279,9 @@ def _part(chunk: IngestChunk) -> str:
 def _write_chunk(chunk: IngestChunk, job: Job, prepared_items: list[PreparedItem],
                  outcomes: list[IngestOutcome]) -> list[str]:
     """The chunk's rows, its counts, its issues, and the job's running totals (``jobs.job_chunk_commit``)."""
-    outcomes.extend(rows_insert(prepared_items, collection_id=job.params["collection_id"], job_id=job.pk))
+    outcomes.extend(rows_insert(prepared_items, collection_id=job.params["collection_id"], job_id=job.pk,
+                                into_document_id=job.params.get("into_document_id"),
+                                read_with=job.params.get("pdf_options")))
     failures = [(o.source, o.message) for o in outcomes if o.status == FAILED]
     warnings = [(f"{o.source} ({w.split(':', 1)[0]})", w) for o in outcomes for w in o.warnings]
     added = [i for o in outcomes if o.status == IMPORTED for i in o.image_ids]

@@ -11,6 +11,7 @@ already in the library is that library image.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from imagesearch.imaging import ImageRejected, decode_image
+from imagesearch.imaging import ImageRejected, decode_image, open_for_display
 from imagesearch.models import Collection, Image
 from imagesearch.services.import_files import DUPLICATE, IMPORTED
 from imagesearch.services.ingest import image_ingest_bytes
@@ -85,6 +86,28 @@ def search_query_upload(*, data: bytes, name: str = "", thumbnail: bool = True) 
     _write_atomically(query_dir() / f"{sha256}.name", name.encode()[:500])
     _prune_old_queries()
     return query
+
+
+REGION_TOO_SMALL = "The region is too small: draw a box at least {minimum} pixels wide and high on the picture."
+REGION_INVALID = "A region is left, top, right, bottom as shares of the picture (0 to 1), left < right and top < bottom."
+REGION_MIN_PIXELS = 16
+
+
+def search_query_region(*, data: bytes, box: tuple[float, float, float, float], name: str = "") -> SearchQuery:
+    """A region of a picture as the query: ``box`` is (left, top, right, bottom) as shares of its width and
+    height, as the user drew it on the picture shown. The crop is kept aside like an upload (an image in the
+    library is not touched, and the crop joins it only if the user adds it)."""
+    left, top, right, bottom = box
+    if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+        raise ImageRejected(REGION_INVALID)
+    picture = open_for_display(data)
+    width, height = picture.size
+    crop = picture.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
+    if min(crop.size) < REGION_MIN_PIXELS:
+        raise ImageRejected(REGION_TOO_SMALL.format(minimum=REGION_MIN_PIXELS))
+    out = io.BytesIO()
+    crop.save(out, format="PNG")
+    return search_query_upload(data=out.getvalue(), name=name)
 
 
 def search_query_add_to_library(*, query: SearchQuery, collection: Collection, label: str = "") -> SearchQuery:

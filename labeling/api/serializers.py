@@ -15,9 +15,6 @@ class CriterionOutputSerializer(serializers.Serializer):
     question = serializers.CharField()
 
 
-BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
-
-
 class TripletImageSerializer(serializers.Serializer):
     """An image as a labeler sees it: pictures only (no label or file name, which would bias the answer)."""
 
@@ -28,10 +25,7 @@ class TripletImageSerializer(serializers.Serializer):
     height = serializers.IntegerField()
 
     def get_file_url(self, image: Image) -> str:
-        # browsers cannot show every stored format (TIFF scans): those get their thumbnail
-        if image.media_type in BROWSER_IMAGE_TYPES:
-            return media_url(image.file.name)
-        return media_url(image.thumbnail.name)
+        return media_url(image.displayable_name)  # a TIFF scan's thumbnail
 
     def get_thumbnail_url(self, image: Image) -> str:
         return media_url(image.thumbnail.name)

@@ -13,7 +13,7 @@
   const legend = document.getElementById("map-legend");
   const colourSelect = document.getElementById("map-colour");
   const csrf = app.querySelector("[name=csrfmiddlewaretoken]").value;
-  const clusters = JSON.parse(document.getElementById("map-clusters").textContent);
+  const clusters = JSON.parse(app.dataset.clusters);
   const total = Number(app.dataset.total);
   const pagePoints = Number(app.dataset.pagePoints);
   const stats = (window.mapStats = { firstDrawMs: null, drawMs: [], pointsDrawn: 0 });
@@ -104,6 +104,27 @@
     view.y = (h - view.scale) / 2;
   }
 
+  const BACKGROUND = rgba([251, 251, 253]);
+  let buffer = null;
+
+  // each point's pixel value under a colouring, worked out once per set of points and colouring
+  function pointColours(points, by) {
+    points.colours = points.colours || {};
+    if (!points.colours[by]) {
+      const paint = colouring(points, by);
+      const values = new Map();
+      const out = new Uint32Array(points.n);
+      for (let i = 0; i < points.n; i++) {
+        const code = paint.codes[i];
+        let value = values.get(code);
+        if (value === undefined) values.set(code, (value = rgba(paint.colour(code))));
+        out[i] = value;
+      }
+      points.colours[by] = out;
+    }
+    return points.colours[by];
+  }
+
   let frame = null;
   function redraw() { if (!frame) frame = requestAnimationFrame(draw); }
 
@@ -115,26 +136,29 @@
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     const points = shown();
     if (!points) return;
-    const image = ctx.createImageData(w, h);
-    const pixels = new Uint32Array(image.data.buffer);
-    pixels.fill(rgba([251, 251, 253]));
-    const paint = colouring(points, colourSelect.value);
-    const palette = new Map();
+    // one pixel buffer, reused while the canvas keeps its size: allocating 3 MB a frame cost a third of it
+    if (!buffer || buffer.width !== w || buffer.height !== h) {
+      buffer = ctx.createImageData(w, h);
+      buffer.pixels = new Uint32Array(buffer.data.buffer);
+    }
+    const pixels = buffer.pixels;
+    pixels.fill(BACKGROUND);
+    const colours = pointColours(points, colourSelect.value);
     // bigger points as one zooms in, so a few hundred in view are still easy to point at
     const zoom = view.scale / (Math.min(canvas.clientWidth, canvas.clientHeight) * 0.94);
     const r = Math.max(2, Math.min(7, Math.round(dpr * (1.5 + Math.log2(Math.max(1, zoom))))));
     const sx = view.scale * dpr, ox = view.x * dpr, oy = view.y * dpr;
+    const xs = points.xs, ys = points.ys, maxX = w - r, maxY = h - r;
     let drawn = 0;
     for (let i = 0; i < points.n; i++) {
-      const px = Math.round(ox + points.xs[i] * sx), py = Math.round(oy + points.ys[i] * sx);
-      if (px < 0 || py < 0 || px >= w - r || py >= h - r) continue;
-      const code = paint.codes[i];
-      let value = palette.get(code);
-      if (value === undefined) palette.set(code, (value = rgba(paint.colour(code))));
-      for (let dy = 0; dy < r; dy++) pixels.fill(value, (py + dy) * w + px, (py + dy) * w + px + r);
+      const px = (ox + xs[i] * sx) | 0, py = (oy + ys[i] * sx) | 0;
+      if (px < 0 || py < 0 || px >= maxX || py >= maxY) continue;
+      const value = colours[i];
+      let at = py * w + px;
+      for (let dy = 0; dy < r; dy++, at += w) for (let dx = 0; dx < r; dx++) pixels[at + dx] = value;
       drawn++;
     }
-    ctx.putImageData(image, 0, 0);
+    ctx.putImageData(buffer, 0, 0);
     ctx.save();
     ctx.scale(dpr, dpr);
     for (const polygon of [selection, drawing]) {

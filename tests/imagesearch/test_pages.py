@@ -67,7 +67,7 @@ def test_image_page_links_to_its_document_and_page(signed_in):
     document = Document.objects.get(pk=outcome.document_id)
     second = Image.objects.get(document=document, page_number=2)
     page = signed_in.get(f"/images/{second.pk}/").content.decode()
-    assert f'href="/documents/{document.pk}/?page=2#page-2"' in page and "page 2" in page
+    assert f'href="/documents/{document.pk}/?page=2#page-2"' in page and "p. 2" in page
     doc_page = signed_in.get(f"/documents/{document.pk}/?page=2").content.decode()
     assert doc_page.count('class="thumb') == 2 and 'id="page-2"' in doc_page
 
