@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 
 from imagesearch.models import Collection, Image, Job
 from ranking.models import (
@@ -466,16 +467,45 @@ def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, 
 
     The mutual rule is what keeps look-alikes apart: two plain T-shirts can be as close as two copies of
     one, but each copy's nearest images are its other copies (``bench.duplicates``)."""
+    from django.core.cache import cache
+    from django.db.models import Count, Max
+
     from ranking.services.duplicates import DEFAULT_MUTUAL, DEFAULT_THRESHOLD
 
     threshold = min(DEFAULT_THRESHOLD if max_distance is None else float(max_distance), scan.max_distance)
     mutual = min(DEFAULT_MUTUAL if mutual is None else int(mutual), scan.neighbours)
+    marks_of_criterion = DuplicateMark.objects.filter(criterion_id=scan.criterion_id)
+    stamp = marks_of_criterion.aggregate(n=Count("pk"), last=Max("updated_at"))
+    # the groups of one scan, threshold, rule and set of marks are the same for every page and viewer: computed
+    # once (at a million pairs, seconds), then read from the cache; a new or changed mark makes a new key
+    key = (f"duplicate-groups:{scan.pk}:{threshold:.6f}:{mutual}:{stamp['n']}:"
+           f"{stamp['last'].timestamp() if stamp['last'] else 0}")
+    ordered = cache.get(key)
+    if ordered is None:
+        ordered = _duplicate_components(scan, threshold, mutual, marks_of_criterion)
+        cache.set(key, ordered, timeout=3600)
+    page = ordered[offset:offset + limit]
+    wanted = [pk for reference, others, _ in page for pk in (reference, *(o for o, _ in others))]
+    images = Image.objects.select_related("document").in_bulk(wanted)
+    marks = {(a, b): verdict for a, b, verdict in marks_of_criterion.filter(
+        Q(image_a_id__in=wanted) | Q(image_b_id__in=wanted)).values_list("image_a_id", "image_b_id", "verdict")}
+    groups = [DuplicateGroup(reference=images[reference],
+                             members=[DuplicateMember(images[pk], distance, marks.get((min(pk, reference), max(pk, reference)), ""))
+                                      for pk, distance in others],
+                             largest_distance=widest)
+              for reference, others, widest in page]
+    return DuplicateGroups(scan=scan, max_distance=threshold, mutual=mutual, groups=groups, group_count=len(ordered),
+                           images_in_groups=sum(1 + len(others) for _, others, _ in ordered))
+
+
+def _duplicate_components(scan: DuplicateScan, threshold: float, mutual: int, marks_of_criterion) -> list[tuple]:
+    """Every group, largest first, as (reference image id, [(other id, its distance to the reference or None)],
+    the group's largest pair distance): what a page of groups needs, small enough to cache."""
     found = scan.pairs.filter(distance__lte=threshold)
     if mutual < scan.neighbours:
         found = found.filter(rank_a__lte=mutual, rank_b__lte=mutual)
     pairs = list(found.values_list("image_a_id", "image_b_id", "distance"))
-    marks = {(a, b): verdict for a, b, verdict in
-             DuplicateMark.objects.filter(criterion_id=scan.criterion_id).values_list("image_a_id", "image_b_id", "verdict")}
+    marks = {(a, b): verdict for a, b, verdict in marks_of_criterion.values_list("image_a_id", "image_b_id", "verdict")}
     edges = [(a, b, d) for a, b, d in pairs if marks.get((a, b)) != DuplicateMark.Verdict.DISTINCT]
     near = {(a, b) for a, b, _ in edges}
     edges += [(a, b, 0.0) for (a, b), verdict in marks.items()
@@ -504,21 +534,13 @@ def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, 
         degree[b] = degree.get(b, 0) + 1
         widest[root(a)] = max(widest.get(root(a), 0.0), d)
         distance_of[(a, b)] = d
-    ordered = sorted(components.values(), key=lambda ids: (-len(ids), min(ids)))
-    page = ordered[offset:offset + limit]
-    images = Image.objects.select_related("document").in_bulk([pk for ids in page for pk in ids])
-    groups = []
-    for ids in page:
+    out = []
+    for ids in sorted(components.values(), key=lambda ids: (-len(ids), min(ids))):
         reference = max(ids, key=lambda pk: (degree.get(pk, 0), -pk))
-        others = [pk for pk in ids if pk != reference]
-        distances = {pk: distance_of.get((min(pk, reference), max(pk, reference))) for pk in others}
-        others.sort(key=lambda pk: (distances[pk] is None, distances[pk] or 0.0, pk))
-        members = [DuplicateMember(images[pk], distances[pk], marks.get((min(pk, reference), max(pk, reference)), ""))
-                   for pk in others]
-        groups.append(DuplicateGroup(reference=images[reference], members=members,
-                                     largest_distance=widest.get(root(reference), 0.0)))
-    return DuplicateGroups(scan=scan, max_distance=threshold, mutual=mutual, groups=groups, group_count=len(ordered),
-                           images_in_groups=sum(len(ids) for ids in ordered))
+        others = [(pk, distance_of.get((min(pk, reference), max(pk, reference)))) for pk in ids if pk != reference]
+        others.sort(key=lambda o: (o[1] is None, o[1] or 0.0, o[0]))
+        out.append((reference, others, widest.get(root(reference), 0.0)))
+    return out
 
 
 # --- clusters and the map --------------------------------------------------------------------------

@@ -76,6 +76,14 @@ def embed_chunk(chunk_id: int) -> None:
     embedding_chunk_process(chunk_id=chunk_id)
 
 
+@app_task("ranking.prepare_duplicate_scan")
+def prepare_duplicate_scan(scan_id: int) -> None:
+    """A scan's first step: its images listed into chunks, a find_duplicates_chunk task each."""
+    from ranking.services.duplicates import duplicate_scan_prepare
+
+    duplicate_scan_prepare(scan_id=scan_id)
+
+
 @app_task("ranking.find_duplicates_chunk", chunk_of="ranking.DuplicateChunk")
 def find_duplicates_chunk(chunk_id: int) -> None:
     from ranking.services.duplicates import duplicate_chunk_process

@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from imagesearch.errors import AppError
 from imagesearch.models import Job
 from imagesearch.services.jobs import (
-    job_chunk_commit, job_chunk_start, job_chunks_run, job_create, job_finish,
+    job_chunk_commit, job_chunk_start, job_chunks_run, job_create, job_fail, job_finish,
 )
 from ranking.models import DuplicateChunk, DuplicateMark, DuplicatePair, DuplicateScan, ModelVersion, SimilarityCriterion
 from ranking.selectors import active_version, duplicate_versions
@@ -61,8 +61,9 @@ def duplicate_scan_start(*, criterion: SimilarityCriterion, version: ModelVersio
                          created_by=None, dispatch: bool = True) -> DuplicateScan:
     """Start a scan for near-duplicates under ``version`` (by default the first of ``duplicate_versions``).
 
-    With ``dispatch`` its chunks are queued once the transaction commits; without, run them with
-    ``duplicate_scan_run_inline``."""
+    The request only records the scan and its job: listing a million images into chunks is the job's first
+    step (``duplicate_scan_prepare``, the task ``ranking.prepare_duplicate_scan``). Without ``dispatch`` that
+    step runs here and the chunks wait for ``duplicate_scan_run_inline``."""
     if version is None:
         usable = duplicate_versions(criterion=criterion)
         version = usable[0] if usable else active_version(criterion=criterion)
@@ -70,32 +71,59 @@ def duplicate_scan_start(*, criterion: SimilarityCriterion, version: ModelVersio
         raise AppError("The largest distance must be above 0 and at most 1 (cosine distance).")
     if not 1 <= neighbours <= 100:
         raise AppError("Neighbours per image must be between 1 and 100.")
-    if not version.index_name:
+    if not version.index_name or not version.embeddings.exists():
         raise AppError(NO_EMBEDDINGS.format(version=version.pk))
-    ids = list(version.embeddings.order_by("image_id").values_list("image_id", flat=True))
-    if not ids:
-        raise AppError(NO_EMBEDDINGS.format(version=version.pk))
-    with connection.cursor() as cursor:
-        # the planner must know the version's rows: a version embedded a moment ago is not in the statistics
-        # yet, and each image's query then read the whole table (9.6 ms an image instead of 0.3). Not in
-        # index_build: there the fresh statistics of a tiny library turned its searches to a sort.
-        cursor.execute("ANALYZE ranking_embedding")
     with transaction.atomic():
-        job = job_create(kind=Job.Kind.FIND_DUPLICATES, total=len(ids), created_by=created_by,
+        job = job_create(kind=Job.Kind.FIND_DUPLICATES, created_by=created_by,
                          params={"version_id": version.pk, "criterion_id": criterion.pk},
-                         message=f"Looking for near-duplicates among {len(ids):,} images (version {version.pk}).")
+                         message=f"Listing the images of version {version.pk} to look for near-duplicates.")
         scan = DuplicateScan.objects.create(criterion=criterion, version=version, job=job, max_distance=max_distance,
                                             neighbours=neighbours, created_by=created_by)
-        size = settings.DUPLICATES_CHUNK_SIZE
-        DuplicateChunk.objects.bulk_create(
-            DuplicateChunk(scan=scan, job=job, first_image_id=ids[i], last_image_id=ids[min(i + size, len(ids)) - 1],
-                           size=len(ids[i:i + size]))
-            for i in range(0, len(ids), size))
         if dispatch:
-            from ranking.tasks import find_duplicates_chunk
+            from ranking.tasks import prepare_duplicate_scan
 
-            job_chunks_run(DuplicateChunk, job_id=job.pk, process=duplicate_chunk_process, task=find_duplicates_chunk)
+            transaction.on_commit(lambda: prepare_duplicate_scan.delay(scan.pk))
+    if not dispatch:
+        duplicate_scan_prepare(scan_id=scan.pk, dispatch=False)
     return scan
+
+
+def duplicate_scan_prepare(*, scan_id: int, dispatch: bool = True) -> None:
+    """The scan's first step: its images listed into chunks, then (``dispatch``) a task per chunk. Safe to run
+    again: a scan already listed only has its pending chunks queued again."""
+    scan = DuplicateScan.objects.select_related("job", "version").get(pk=scan_id)
+    if scan.job is None or scan.job.is_finished:
+        return
+    try:
+        _chunks_list(scan)
+    except Exception as exc:  # a bug: the job says so instead of waiting "queued" forever
+        job_fail(job_id=scan.job_id, exc=exc)
+        raise
+    if dispatch and not DuplicateScan.objects.filter(pk=scan.pk, job__status__in=Job.FINISHED).exists():
+        from ranking.tasks import find_duplicates_chunk
+
+        job_chunks_run(DuplicateChunk, job_id=scan.job_id, process=duplicate_chunk_process, task=find_duplicates_chunk)
+
+
+def _chunks_list(scan: DuplicateScan) -> None:
+    if not scan.chunks.exists():
+        with connection.cursor() as cursor:
+            # the planner must know the version's rows: a version embedded a moment ago is not in the statistics
+            # yet, and each image's query then read the whole table (9.6 ms an image instead of 0.3). Not in
+            # index_build: there the fresh statistics of a tiny library turned its searches to a sort.
+            cursor.execute("ANALYZE ranking_embedding")
+        ids = list(scan.version.embeddings.order_by("image_id").values_list("image_id", flat=True))
+        size = settings.DUPLICATES_CHUNK_SIZE
+        with transaction.atomic():
+            DuplicateChunk.objects.bulk_create(
+                DuplicateChunk(scan=scan, job=scan.job, first_image_id=ids[i],
+                               last_image_id=ids[min(i + size, len(ids)) - 1], size=len(ids[i:i + size]))
+                for i in range(0, len(ids), size))
+            Job.objects.filter(pk=scan.job_id).update(
+                progress_total=len(ids),
+                message=f"Looking for near-duplicates among {len(ids):,} images (version {scan.version_id}).")
+        if not ids:
+            job_finish(job_id=scan.job_id, message="No image has an embedding under this version.")
 
 
 def duplicate_scan_run_inline(*, scan: DuplicateScan) -> None:

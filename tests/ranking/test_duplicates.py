@@ -9,7 +9,9 @@ from imagesearch.models import Job
 from labeling.models import TripletJudgment
 from ranking.models import DuplicateMark
 from ranking.selectors import duplicate_groups
-from ranking.services.duplicates import duplicate_mark, duplicate_scan_run_inline, duplicate_scan_start
+from ranking.services.duplicates import (
+    duplicate_mark, duplicate_scan_prepare, duplicate_scan_run_inline, duplicate_scan_start,
+)
 from tests.factories import UserFactory
 
 def _scan(criterion, **options):
@@ -108,7 +110,11 @@ def test_the_page_and_the_api_show_the_groups_and_take_marks(copied_library, cri
     assert answer.status_code == 302
     from ranking.models import DuplicateScan
 
-    duplicate_scan_run_inline(scan=DuplicateScan.objects.get())
+    scan = DuplicateScan.objects.get()
+    assert not scan.chunks.exists()  # the request only recorded the scan: listing its images is the job's first task
+    duplicate_scan_prepare(scan_id=scan.pk, dispatch=False)
+    assert scan.chunks.exists() and Job.objects.get(pk=scan.job_id).progress_total == 18
+    duplicate_scan_run_inline(scan=scan)
     page = client.get("/duplicates/?distance=0.11&mutual=3").content.decode()
     assert "4 groups, 16 images in them." in page and "Same picture" in page
     assert client.get("/duplicates/?distance=abc").status_code == 400
