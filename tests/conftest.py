@@ -181,10 +181,7 @@ def copied_library(db, criterion):
     families: dict[str, set[int]] = {}
     collection = collection_get_or_create(name="Photos")
     for n, name in enumerate(photos.PHOTOS):
-        made = photos.copies(photos.photo(name))
-        if n >= 4:
-            made = {"original": made["original"]}
-        for kind, data in made.items():
+        for kind, data in photos.library_copies(name, with_copies=n < 4):
             outcome = image_ingest_bytes(data=data, original_name=f"{name}-{kind}.png", collection=collection)
             families.setdefault(name, set()).update(outcome.image_ids)
     version = training_start(criterion=criterion, kind="pretrained", dispatch=False)

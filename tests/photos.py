@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from importlib.resources import files
 
@@ -26,3 +27,11 @@ def encoded(im: PILImage.Image, fmt: str = "PNG", **params) -> bytes:
 def copies(im: PILImage.Image) -> dict[str, bytes]:
     """The picture as a library might hold it several times: itself, and resized, recompressed, cropped by 4 %."""
     return {"original": encoded(im), **copies_of(im)}
+
+
+@functools.lru_cache(maxsize=None)
+def library_copies(name: str, with_copies: bool = True) -> tuple[tuple[str, bytes], ...]:
+    """``copies(photo(name))`` (or only the original), made once per test process: encoding the large photos
+    took 2 s per test that wanted them."""
+    im = photo(name)
+    return tuple(copies(im).items()) if with_copies else (("original", encoded(im)),)
