@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -199,37 +196,17 @@ def growth(rows: list[dict]) -> dict | None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from bench.ingest import drop_database, scratch_database
+    from bench.ingest import scratch_django, summary_print
 
-    name = f"bench_duplicates_{os.getpid()}"
-    work = Path(tempfile.mkdtemp(prefix="bench-duplicates-"))
-    url, admin = scratch_database(name)
-    os.environ.update({"DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work),
-                       "DJANGO_SETTINGS_MODULE": "imagesearch.settings", "RANKING_AUTO_TRAIN": "false"})
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        summary = {"cpus": os.cpu_count()}
+    summary = {"cpus": os.cpu_count()}
+    with scratch_django("bench_duplicates"):
         if args.originals:
             summary["quality"] = measure_quality(args)
         sizes = [int(x) for x in args.vectors.split(",") if x]
         if sizes:
             summary["scale"] = measure_scale(sizes, args.seed)
             summary["growth"] = growth(summary["scale"])
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(admin, name)
-        shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(summary))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    return summary
+    return summary_print(summary, args.json)
 
 
 if __name__ == "__main__":

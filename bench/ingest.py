@@ -14,9 +14,11 @@ The last line printed is a JSON summary. The scratch databases are dropped at th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,6 +69,40 @@ def scratch_database(name: str) -> tuple[str, str]:
     data_dir = Path(os.environ.get("IMAGESEARCH_DATA_DIR", ROOT / "var")).resolve()
     url = start_embedded_postgres(data_dir, database=name)
     return url, url.replace(f"/{name}?", "/postgres?")
+
+
+@contextlib.contextmanager
+def scratch_django(prefix: str, **environment: str):
+    """In this process: a scratch database and data folder, Django set up on them and migrated; yields the
+    environment (for servers and workers started on the same database). Both go on leaving."""
+    name = f"{prefix}_{os.getpid()}"
+    work = Path(tempfile.mkdtemp(prefix=f"{prefix.replace('_', '-')}-"))
+    url, admin = scratch_database(name)
+    env = {"DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "imagesearch.settings",
+           "RANKING_AUTO_TRAIN": "false", **environment}
+    os.environ.update(env)
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        yield {**os.environ}, work
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(admin, name)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def summary_print(summary: dict, json_path: str | None) -> dict:
+    """The benchmark's last line, the JSON summary; also written to ``json_path`` when given."""
+    print(json.dumps(summary))
+    if json_path:
+        Path(json_path).write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def drop_database(admin_url: str, name: str) -> None:

@@ -26,12 +26,9 @@ The last line printed is the JSON summary.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -216,41 +213,20 @@ def measure_page(map_info: dict, port: int, work: Path, env: dict) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from bench.ingest import scratch_django, summary_print
+
     summary: dict = {"cpus": os.cpu_count()}
     if args.vectors:
         summary["projection"] = measure_projection(args)
     if args.job.strip():
-        from bench.ingest import drop_database, scratch_database
-
-        name = f"bench_maps_{os.getpid()}"
-        work = Path(tempfile.mkdtemp(prefix="bench-maps-"))
-        url, admin = scratch_database(name)
-        env = {**os.environ, "DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work),
-               "DJANGO_SETTINGS_MODULE": "imagesearch.settings", "RANKING_AUTO_TRAIN": "false", "MAP_AUTO": "false"}
-        os.environ.update(env)
-        try:
-            import django
-
-            django.setup()
-            from django.core.management import call_command
-
-            call_command("migrate", verbosity=0)
+        with scratch_django("bench_maps", MAP_AUTO="false") as (env, work):
             summary["job"] = [measure_job(int(n), args.seed) for n in args.job.split(",") if n]
             if args.page and summary["job"]:
                 from django.db import connections
 
-                connections.close_all()
+                connections.close_all()  # the server's processes use the database now
                 summary["page"] = measure_page(summary["job"][-1], args.port, work, env)
-        finally:
-            from django.db import connections
-
-            connections.close_all()
-            drop_database(admin, name)
-            shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(summary))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    return summary
+    return summary_print(summary, args.json)
 
 
 if __name__ == "__main__":

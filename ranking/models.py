@@ -173,28 +173,37 @@ class EmbeddingChunk(ImageRangeChunk):
     embedded = models.PositiveIntegerField(default=0)
 
 
-class DuplicateScan(models.Model):
+class JobResult(models.Model):
+    """What one background job computes and keeps (a near-duplicate scan, a map): the job, who asked, when."""
+
+    job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-id"]
+
+    @property
+    def succeeded(self) -> bool:
+        """Its job finished well: all it computes is there (reads ``job``: select it with the row)."""
+        return self.job is not None and self.job.status == Job.Status.SUCCEEDED
+
+
+class DuplicateScan(JobResult):
     """One search for near-duplicates under a version: each image's nearest images within ``max_distance``
     (``ranking.services.duplicates``). Its pairs are kept; its groups are computed from them, under any
     threshold up to ``max_distance``."""
 
     criterion = models.ForeignKey(SimilarityCriterion, on_delete=models.CASCADE, related_name="duplicate_scans")
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="duplicate_scans")
-    job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     max_distance = models.FloatField(help_text="The largest cosine distance of a pair kept.")
     neighbours = models.PositiveSmallIntegerField(help_text="Nearest images looked at per image.")
     pair_count = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["-id"]
-
-    @property
-    def succeeded(self) -> bool:
-        """Its job finished well: its pairs are all there (reads ``job``: select it with the scan)."""
-        return self.job is not None and self.job.status == Job.Status.SUCCEEDED
+    class Meta(JobResult.Meta):
+        pass
 
 
 class DuplicateChunk(ImageRangeChunk):
@@ -247,7 +256,7 @@ class DuplicateMark(models.Model):
         ]
 
 
-class EmbeddingMap(models.Model):
+class EmbeddingMap(JobResult):
     """A version's embeddings grouped into clusters and laid out in the plane, by one job
     (``ranking.services.maps``). Its points and clusters are kept; a newer map of the version replaces it
     on the pages."""
@@ -258,23 +267,14 @@ class EmbeddingMap(models.Model):
         PCA = "pca", "PCA"
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="maps")
-    job = models.ForeignKey("imagesearch.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     method = models.CharField(max_length=10, choices=Method.choices, default=Method.TSNE)
     cluster_count = models.PositiveIntegerField(default=0)
     point_count = models.PositiveIntegerField(default=0)
     fitted_count = models.PositiveIntegerField(default=0, help_text="Points the projection was fitted on; "
                                                "the others are placed by their nearest fitted points.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["-id"]
-
-    @property
-    def succeeded(self) -> bool:
-        """Its job finished well: its points and clusters are all there (reads ``job``)."""
-        return self.job is not None and self.job.status == Job.Status.SUCCEEDED
+    class Meta(JobResult.Meta):
+        pass
 
 
 class MapCluster(models.Model):
