@@ -122,17 +122,43 @@ def _compute(embedding_map: EmbeddingMap) -> None:
 
 
 def _version_vectors(version: ModelVersion) -> tuple[np.ndarray, np.ndarray]:
-    """All of the version's embeddings, as (image ids, float32 matrix), read in a stream."""
+    """All of the version's embeddings, as (image ids, float32 matrix), in image id order.
+
+    Read as one binary COPY whose rows all have the same size (an int8 id, a vector of the version's
+    dimension), so numpy reads them as they come: a million 256-d vectors in seconds and 1 GB, where
+    fetching them as rows built 256 million Python floats first."""
     dim = int(version.embedding_dim)
-    ids, rows = [], []
+    row = np.dtype([("fields", ">i2"), ("id_length", ">i4"), ("id", ">i8"), ("vector_length", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("vector", ">f4", (dim,))])
+    header = 19  # PGCOPY signature (11 bytes), flags, header extension length
+    pending, done = bytearray(), 0
+    outer = connection.in_atomic_block  # a caller's transaction (a test's) has its own snapshot rules
     with transaction.atomic(), connection.cursor() as cursor:
-        # text transfer of 256 floats is the slow part at a million rows: read them as float4 arrays
-        cursor.execute(f"SELECT image_id, (vector::vector({dim}))::real[] FROM ranking_embedding "
-                       f"WHERE version_id = {int(version.pk)} ORDER BY image_id")
-        while batch := cursor.fetchmany(20_000):
-            ids.extend(row[0] for row in batch)
-            rows.append(np.asarray([row[1] for row in batch], dtype=np.float32))
-    return np.asarray(ids, dtype=np.int64), (np.concatenate(rows) if rows else np.zeros((0, dim), np.float32))
+        if not outer:  # one snapshot for the count and the rows: new images are embedded while a map is computed
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute(f"SELECT count(*) FROM ranking_embedding WHERE version_id = {int(version.pk)}")
+        (total,) = cursor.fetchone()
+        ids, vectors = np.zeros(total, np.int64), np.zeros((total, dim), np.float32)
+        sql = (f"COPY (SELECT image_id::int8, vector::vector({dim}) FROM ranking_embedding "
+               f"WHERE version_id = {int(version.pk)} ORDER BY image_id) TO STDOUT (FORMAT binary)")
+        with cursor.copy(sql) as copy:
+            for data in copy:
+                pending += data
+                if header:
+                    if len(pending) < header:
+                        continue
+                    del pending[:header]
+                    header = 0
+                rows = min(len(pending) // row.itemsize, total - done)
+                if rows:
+                    parsed = np.frombuffer(bytes(pending[:rows * row.itemsize]), dtype=row)
+                    ids[done:done + rows] = parsed["id"]
+                    vectors[done:done + rows] = parsed["vector"]
+                    del pending[:rows * row.itemsize]
+                    done += rows
+    if done != total:
+        raise RuntimeError(f"read {done:,} embeddings of version {version.pk} of the {total:,} counted")
+    return ids, vectors
 
 
 def _store(embedding_map: EmbeddingMap, image_ids: np.ndarray, vectors: np.ndarray, layout) -> int:

@@ -187,3 +187,13 @@ def test_a_projection_fitted_on_a_sample_places_the_rest_by_their_neighbours():
     layout = map_layout(blobs, clusters=2, method="pca")
     assert len(set(layout.clusters[:150])) == 1 and len(set(layout.clusters[150:])) == 1
     assert layout.clusters[0] != layout.clusters[-1]
+
+
+def test_the_vectors_are_read_as_stored(autoencoder):
+    from ranking.selectors import embedding_vectors
+    from ranking.services.maps import _version_vectors
+
+    ids, vectors = _version_vectors(autoencoder)
+    stored = embedding_vectors(version=autoencoder, image_ids=ids.tolist())
+    assert ids.tolist() == sorted(stored) and len(ids) == 16
+    assert np.allclose(vectors, np.stack([stored[i] for i in ids.tolist()]))
