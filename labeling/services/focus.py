@@ -39,6 +39,17 @@ def focus_create(*, criterion: SimilarityCriterion, name: str, kind: str, collec
     ids = sorted(set(Image.objects.filter(pk__in=image_ids or []).values_list("pk", flat=True))) if listed else []
     if listed and len(ids) < MIN_IMAGES:
         raise AppError(f"A focus needs at least {MIN_IMAGES} images; this one has {len(ids)}.", field="images")
+    if kind == LabelingFocus.Kind.LABEL:
+        found = Image.objects.filter(label=label.strip()).count()
+        if found < MIN_IMAGES:  # a typo, most likely: say which labels there are
+            known = list(Image.objects.exclude(label="").order_by("label").values_list("label", flat=True)
+                         .distinct()[:12])
+            raise AppError(f"{found} image{'s' if found != 1 else ''} have the label “{label.strip()}”: a focus needs "
+                           f"at least {MIN_IMAGES}. Labels in the library: {', '.join(known) or 'none yet'}.",
+                           field="label")
+    if kind == LabelingFocus.Kind.COLLECTION and collection.images.count() < MIN_IMAGES:
+        raise AppError(f"The collection “{collection.name}” has fewer than {MIN_IMAGES} images: import into it first.",
+                       field="collection")
     try:
         with transaction.atomic():
             focus = LabelingFocus.objects.create(

@@ -61,6 +61,11 @@ def test_a_focus_is_refused_without_a_name_or_images_and_names_are_unique(criter
         focus_create(criterion=criterion, name="Two", kind="selection", image_ids=stripes_library["v"][:2])
     with pytest.raises(ValueError, match="Give the label"):
         focus_create(criterion=criterion, name="No label", kind="label")
+    with pytest.raises(ValueError, match="0 images have the label “vv”.*Labels in the library: h, v"):
+        focus_create(criterion=criterion, name="Typo", kind="label", label="vv")
+    empty = Collection.objects.create(name="Empty")
+    with pytest.raises(ValueError, match="fewer than 3 images"):
+        focus_create(criterion=criterion, name="Nothing yet", kind="collection", collection=empty)
     focus_create(criterion=criterion, name="Vertical", kind="label", label="v")
     with pytest.raises(ValueError, match="already called"):
         focus_create(criterion=criterion, name="Vertical", kind="label", label="h")
