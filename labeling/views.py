@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from imagesearch.errors import AppError
 from imagesearch.params import InvalidParameter, int_param
 from labeling import selectors
-from labeling.services.focus import focus_make
+from labeling.services.focus import FocusNameTaken, focus_make
 from ranking.models import SimilarityCriterion
 
 
@@ -48,6 +48,9 @@ def focus_make_from_page(request: HttpRequest) -> HttpResponse:
                            cluster=int_param(form, "cluster"), image=int_param(form, "image"),
                            count=int_param(form, "count", default=200, min_value=2, max_value=1000),
                            created_by=request.user)
+    except FocusNameTaken as exc:  # made a moment ago (a second click): open it
+        messages.info(request, f"The focus “{exc.focus.name}” exists already.")
+        return redirect(f"{reverse('label')}?{urlencode({'criterion': criterion.pk, 'focus': exc.focus.pk})}")
     except AppError as exc:
         messages.error(request, str(exc))
         back = request.META.get("HTTP_REFERER", "")

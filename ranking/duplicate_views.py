@@ -51,7 +51,7 @@ def duplicates(request: HttpRequest) -> HttpResponse:
                                            offset=(page - 1) * GROUPS_PER_PAGE, limit=GROUPS_PER_PAGE)
         pages = max(1, -(-found.group_count // GROUPS_PER_PAGE))
         mutual_choices = sorted({n for n in (1, 2, 3, 5) if n < scan.neighbours} | {scan.neighbours})
-        context.update(found=found, page=page, pages=pages, distance=found.max_distance, mutual_choices=mutual_choices,
+        context.update(found=found, page=page, pages=pages, first_number=(page - 1) * GROUPS_PER_PAGE + 1, distance=found.max_distance, mutual_choices=mutual_choices,
                        query=f"criterion={criterion.pk}&distance={found.max_distance:g}&mutual={found.mutual}")
     return render(request, "ranking/duplicates.html", context)
 

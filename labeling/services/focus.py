@@ -20,6 +20,14 @@ MIN_IMAGES = 3  # a triplet's three
 NAME_TAKEN = "A focus of this criterion is already called {name!r}."
 
 
+class FocusNameTaken(AppError):
+    """The criterion has a focus of that name already (``focus``): a second click on the same button, often."""
+
+    def __init__(self, focus: LabelingFocus) -> None:
+        super().__init__(NAME_TAKEN.format(name=focus.name), field="name")
+        self.focus = focus
+
+
 def focus_create(*, criterion: SimilarityCriterion, name: str, kind: str, collection: Collection | None = None,
                  label: str = "", image_ids: list[int] | None = None, description: str = "",
                  created_by=None) -> LabelingFocus:
@@ -59,7 +67,7 @@ def focus_create(*, criterion: SimilarityCriterion, name: str, kind: str, collec
             for start in range(0, len(ids), 10_000):
                 FocusImage.objects.bulk_create(FocusImage(focus=focus, image_id=i) for i in ids[start:start + 10_000])
     except IntegrityError:
-        raise AppError(NAME_TAKEN.format(name=name), field="name") from None
+        raise FocusNameTaken(LabelingFocus.objects.get(criterion=criterion, name=name)) from None
     return focus
 
 

@@ -170,7 +170,10 @@ def _near_pairs(scan: DuplicateScan, first_id: int, last_id: int) -> Pairs:
         "ORDER BY q.image_id, n.distance, n.image_id"
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(max(40, scan.neighbours + 1), 1000))])
+        # as wide a beam as search's: at 40, among hundreds of near-identical images (Fashion-MNIST beside copies of
+        # a photo) the graph walk missed a photo's own copies, 0.005 away, that a search found
+        beam = max(settings.RANKING_HNSW_EF_SEARCH, 4 * (scan.neighbours + 1))
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(beam, 1000))])
         cursor.execute(sql, [scan.neighbours + 1, first_id, last_id])  # + 1: the image itself comes back too
         rows = cursor.fetchall()
     pairs: Pairs = {}

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Max
 
 from imagesearch.errors import AppError
 from imagesearch.models import Image, Job
@@ -204,15 +205,22 @@ def embeddings_finalize(*, version_id: int, job_id: int) -> None:
         return
     index_build(version=version)
     similarity_reference_measure(version=version)
-    missing = images_without_embedding(version=version).count()
+    # images imported after the refresh listed its chunks are not its failures: their import embeds them
+    # (embeddings_add_new_images), and activates the version once they are in
+    covered = EmbeddingChunk.objects.filter(job_id=job_id).aggregate(last=Max("last_image_id"))["last"] or 0
+    without = images_without_embedding(version=version)
+    unreadable = without.filter(pk__lte=covered).count()
+    arriving = without.filter(pk__gt=covered).count()
     from ranking.services.versions import version_status_change
 
     version_status_change(to=ModelVersion.Status.READY, from_statuses=(ModelVersion.Status.EMBEDDING,),
                           version_id=version_id)
-    note = f" {missing:,} images could not be read; run the refresh again to retry them." if missing else ""
+    note = f" {unreadable:,} images could not be read; run the refresh again to retry them." if unreadable else ""
+    if arriving:
+        note += f" {arriving:,} images imported meanwhile are embedded as their import goes on."
     job_finish(job_id=job_id, message=f"Embedded the library with version {version.pk}.{note}",
-               result={"missing": missing})
-    if missing == 0:
+               result={"missing": unreadable, "arriving": arriving})
+    if unreadable == 0 and arriving == 0:
         version_auto_activate(version_id=version_id)
 
 
@@ -317,10 +325,18 @@ def embeddings_schedule_new_images(*, image_ids: Iterable[int]) -> None:
 
 def embeddings_add_new_images(*, image_ids: list[int]) -> int:
     """Embed the given images with every version that keeps embeddings; returns rows stored."""
+    from ranking.services.versions import version_auto_activate
+
     stored = 0
     for version in ModelVersion.objects.filter(status__in=ModelVersion.EMBEDDED_STATUSES):
         missing = list(images_without_embedding(version=version).filter(pk__in=image_ids))
         stored += embed_and_store(version=version, image_ids=missing)
+        # a first model whose refresh ended while an import was still adding images waits for them: the last
+        # of them in, it goes live (version_auto_activate: a criterion with no active version takes it)
+        if (missing and version.status == ModelVersion.Status.READY and not images_without_embedding(version=version)
+                .exists() and not ModelVersion.objects.filter(criterion_id=version.criterion_id,
+                                                              status=ModelVersion.Status.ACTIVE).exists()):
+            version_auto_activate(version_id=version.pk)
     return stored
 
 

@@ -222,8 +222,12 @@ def map_selection_apply(*, embedding_map: EmbeddingMap, polygon: list[tuple[floa
 
     ids = map_selection(embedding_map=embedding_map, polygon=polygon)
     preview = ids[:PREVIEW]
+    labels = _labels_of(ids)
     if action == "count":
-        return SelectionOutcome(len(ids), preview, f"{len(ids):,} images inside the selection.", "")
+        named = ", ".join(f"{label or '(no label)'} {n:,}" for label, n in labels[:5])
+        more = f" and {len(labels) - 5} more labels" if len(labels) > 5 else ""
+        return SelectionOutcome(len(ids), preview, f"{len(ids):,} images inside the selection"
+                                + (f": {named}{more}." if any(label for label, _ in labels) else "."), "")
     if not ids:
         raise AppError("No image is inside the selection.")
     if action == "collection":
@@ -234,7 +238,9 @@ def map_selection_apply(*, embedding_map: EmbeddingMap, polygon: list[tuple[floa
         if not name.strip():
             raise AppError("Give the label.", field="name")
         changed = images_label(image_ids=ids, label=name)
-        return SelectionOutcome(len(ids), preview, f"Labelled {changed:,} images “{name.strip()}”.",
+        replaced = ", ".join(f"{label} on {n:,}" for label, n in labels if label and label != name.strip())
+        return SelectionOutcome(len(ids), preview, f"Labelled {changed:,} images “{name.strip()}”"
+                                + (f"; it replaced {replaced}." if replaced else "."),
                                 f"{reverse('image-list')}?{urlencode({'label': name.strip()})}")
     if action == "focus":
         version = embedding_map.version
@@ -245,3 +251,13 @@ def map_selection_apply(*, embedding_map: EmbeddingMap, polygon: list[tuple[floa
                                 f"({len(ids):,} images).",
                                 f"{reverse('label')}?{urlencode({'criterion': version.criterion_id, 'focus': focus.pk})}")
     raise AppError("A selection becomes a collection, a label or a focus.", field="action")
+
+
+def _labels_of(image_ids: list[int]) -> list[tuple[str, int]]:
+    """The labels of the images and how many carry each, commonest first ("" for none)."""
+    from django.db.models import Count
+
+    from imagesearch.models import Image
+
+    rows = Image.objects.filter(pk__in=image_ids).values("label").annotate(n=Count("pk")).order_by("-n", "label")
+    return [(row["label"], row["n"]) for row in rows]

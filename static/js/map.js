@@ -21,7 +21,8 @@
   // 12 colours that stay apart for most eyes (Tableau 10 and two more); beyond 12, darker and lighter turns
   const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#bab0ac", "#1f77b4", "#8c564b"].map(hex => [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16)));
-  const NONE = [205, 208, 214];
+  const NONE = [205, 208, 214]; // the labels or collections past the first 11
+  const UNLABELLED = [150, 156, 168];
 
   function rgba([r, g, b]) { return (255 << 24) | (b << 16) | (g << 8) | r; } // little-endian ImageData pixels
   function shade(n) {
@@ -36,6 +37,7 @@
   let base = null; // the sample of the whole map
   let detail = null; // the points inside a box, when zoomed in: {points, box}
   let view = { scale: 1, x: 0, y: 0 }; // screen px = view.x + mapX * view.scale (CSS pixels)
+  let wholeMap = true; // a resized window shows the whole map again if that is what it showed, else keeps the view
   let tool = "pan";
   let selection = null; // polygon in map coordinates
   let drawing = null; // the polygon being drawn
@@ -67,7 +69,9 @@
     for (let i = 0; i < points.n; i++) counts.set(codes[i], (counts.get(codes[i]) || 0) + 1);
     const ranked = [...counts.entries()].filter(([code]) => !(by === "label" && code === 0)).sort((a, b) => b[1] - a[1]);
     const colours = new Map(ranked.slice(0, 11).map(([code], rank) => [code, PALETTE[rank]]));
-    return { codes, names, ranked, colour: code => colours.get(code) || NONE };
+    if (by === "label") colours.set(0, UNLABELLED);
+    return { codes, names, ranked, unlabelled: by === "label" ? counts.get(0) || 0 : 0,
+             colour: code => colours.get(code) || NONE };
   }
 
   function gridIndex(points) {
@@ -199,8 +203,8 @@
       const paint = colouring(base, by);
       for (const [code, count] of paint.ranked.slice(0, 11)) entries.push({ text: paint.names[code] || "(none)", count, colour: paint.colour(code) });
       const rest = paint.ranked.slice(11).reduce((s, [, n]) => s + n, 0);
-      if (rest) entries.push({ text: "the others", count: rest, colour: NONE });
-      if (by === "label" && !paint.ranked.length) entries.push({ text: "No image has a label", count: null, colour: NONE });
+      if (rest) entries.push({ text: `the other ${paint.ranked.length - 11} ${by}s`, count: rest, colour: NONE });
+      if (paint.unlabelled) entries.push({ text: "no label", count: paint.unlabelled, colour: UNLABELLED });
     }
     for (const entry of entries) {
       const li = document.createElement("li");
@@ -244,7 +248,8 @@
   }
 
   let detailTimer = null;
-  function viewChanged() {
+  function viewChanged(whole = false) {
+    wholeMap = whole;
     redraw();
     clearTimeout(detailTimer);
     detailTimer = setTimeout(loadDetail, 300);
@@ -378,7 +383,7 @@
   const centre = () => [canvas.clientWidth / 2, canvas.clientHeight / 2];
   document.getElementById("map-zoom-in").addEventListener("click", () => zoomAt(...centre(), 1.6));
   document.getElementById("map-zoom-out").addEventListener("click", () => zoomAt(...centre(), 1 / 1.6));
-  document.getElementById("map-reset").addEventListener("click", () => { fit(); viewChanged(); });
+  document.getElementById("map-reset").addEventListener("click", () => { fit(); viewChanged(true); });
   colourSelect.addEventListener("change", () => { renderLegend(); redraw(); });
 
   document.addEventListener("keydown", event => {
@@ -388,7 +393,7 @@
       ArrowLeft: () => { view.x += step; viewChanged(); }, ArrowRight: () => { view.x -= step; viewChanged(); },
       ArrowUp: () => { view.y += step; viewChanged(); }, ArrowDown: () => { view.y -= step; viewChanged(); },
       "+": () => zoomAt(...centre(), 1.6), "=": () => zoomAt(...centre(), 1.6), "-": () => zoomAt(...centre(), 1 / 1.6),
-      "0": () => { fit(); viewChanged(); }, p: () => setTool("pan"), b: () => setTool("box"), l: () => setTool("lasso"),
+      "0": () => { fit(); viewChanged(true); }, p: () => setTool("pan"), b: () => setTool("box"), l: () => setTool("lasso"),
       Escape: () => clearSelection(),
     };
     const action = keys[event.key] || keys[event.key.toLowerCase()];
@@ -471,7 +476,7 @@
   });
 
   // --- start ---
-  window.addEventListener("resize", redraw);
+  window.addEventListener("resize", () => { if (wholeMap) fit(); redraw(); });
   setTool("pan");
   fit();
   fetch(`${app.dataset.pointsUrl}?limit=${pagePoints}`, { credentials: "same-origin" })

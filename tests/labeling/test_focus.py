@@ -143,3 +143,22 @@ def test_the_dashboard_shows_judgments_and_held_out_accuracy_per_focus(autoencod
     client.force_login(UserFactory(roles=["admin"]))
     page = client.get("/dashboard/").content.decode()
     assert "Labeling focuses" in page and "Vertical" in page
+
+
+def test_a_second_click_on_focus_labeling_on_a_cluster_opens_the_focus_made_by_the_first(autoencoder, criterion,
+                                                                                        client):
+    from ranking.models import MapCluster
+    from ranking.services.maps import map_compute, map_start
+
+    embedding_map = map_start(version=autoencoder, dispatch=False)
+    map_compute(map_id=embedding_map.pk)
+    cluster = MapCluster.objects.filter(map=embedding_map).first()
+    client.force_login(UserFactory(roles=["admin"]))
+    form = {"criterion": criterion.pk, "kind": "cluster", "cluster": cluster.pk}
+    first = client.post("/label/focuses/", form)
+    focus = LabelingFocus.objects.get(kind="cluster")
+    assert first["Location"] == f"/label/?criterion={criterion.pk}&focus={focus.pk}"
+    assert focus.members.count() == cluster.size and focus.name == f"Cluster {cluster.number} of version {autoencoder.pk}"
+    second = client.post("/label/focuses/", form, follow=True)
+    assert second.redirect_chain[-1][0] == first["Location"] and "exists already" in second.content.decode()
+    assert LabelingFocus.objects.count() == 1

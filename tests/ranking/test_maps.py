@@ -153,8 +153,9 @@ def test_a_lasso_selects_every_image_inside_and_becomes_a_focus_a_collection_or_
     taken = client.post(url, {"polygon": left_half, "action": "focus", "name": "Left half"},
                         content_type="application/json")
     assert taken.status_code == 400 and "already called" in taken.content.decode()
+    assert "images inside the selection: " in counted["message"]  # and which labels they carry
     labelled = client.post(url, {"polygon": left_half, "action": "label", "name": "west"}, content_type="application/json")
-    assert labelled.status_code == 200
+    assert labelled.status_code == 200 and "it replaced" in labelled.json()["message"]  # their v and h labels
     assert set(Image.objects.filter(label="west").values_list("pk", flat=True)) == inside
     moved = client.post(url, {"polygon": left_half, "action": "collection", "name": "West"},
                         content_type="application/json")
