@@ -79,7 +79,7 @@ def scratch_django(prefix: str, **environment: str):
     work = Path(tempfile.mkdtemp(prefix=f"{prefix.replace('_', '-')}-"))
     url, admin = scratch_database(name)
     env = {"DATABASE_URL": url, "IMAGESEARCH_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "imagesearch.settings",
-           "RANKING_AUTO_TRAIN": "false", **environment}
+           "RANKING_AUTO_TRAIN": "false", "MAP_AUTO": "false", **environment}
     os.environ.update(env)
     try:
         import django

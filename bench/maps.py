@@ -219,7 +219,7 @@ def main(argv=None) -> dict:
     if args.vectors:
         summary["projection"] = measure_projection(args)
     if args.job.strip():
-        with scratch_django("bench_maps", MAP_AUTO="false") as (env, work):
+        with scratch_django("bench_maps") as (env, work):
             summary["job"] = [measure_job(int(n), args.seed) for n in args.job.split(",") if n]
             if args.page and summary["job"]:
                 from django.db import connections

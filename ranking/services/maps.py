@@ -51,10 +51,19 @@ def map_start(*, version: ModelVersion, method: str | None = None, created_by=No
                          message=f"Clustering and mapping the images of version {version.pk}.")
         embedding_map = EmbeddingMap.objects.create(version=version, job=job, method=method, created_by=created_by)
         if dispatch:
-            from ranking.tasks import compute_map
-
-            transaction.on_commit(lambda: compute_map.delay(embedding_map.pk))
+            transaction.on_commit(lambda: _send(embedding_map))
     return embedding_map
+
+
+def _send(embedding_map: EmbeddingMap) -> None:
+    from ranking.tasks import compute_map
+
+    try:
+        compute_map.delay(embedding_map.pk)
+    except Exception as exc:  # noqa: BLE001 - no broker (a command run without `serve`): say so on the map's job
+        logger.exception("could not queue the map of version %s", embedding_map.version_id)
+        job_fail(job_id=embedding_map.job_id, exc=RuntimeError(
+            f"The map could not be queued ({exc}); compute it again from the map page once the workers run."))
 
 
 def map_start_if_missing(*, version: ModelVersion) -> EmbeddingMap | None:

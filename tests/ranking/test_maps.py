@@ -198,3 +198,23 @@ def test_the_vectors_are_read_as_stored(autoencoder):
     stored = embedding_vectors(version=autoencoder, image_ids=ids.tolist())
     assert ids.tolist() == sorted(stored) and len(ids) == 16
     assert np.allclose(vectors, np.stack([stored[i] for i in ids.tolist()]))
+
+
+def test_a_map_that_cannot_be_queued_says_so_and_a_later_activation_tries_again(autoencoder, monkeypatch, settings,
+                                                                                django_capture_on_commit_callbacks):
+    from ranking import tasks
+
+    def no_broker(*args, **kwargs):
+        raise ConnectionError("Error 2 connecting to redis.sock")
+
+    monkeypatch.setattr(tasks.compute_map, "delay", no_broker)
+    with django_capture_on_commit_callbacks(execute=True):
+        embedding_map = map_start(version=autoencoder)
+    job = Job.objects.get(pk=embedding_map.job_id)
+    assert job.status == Job.Status.FAILED and "could not be queued" in job.error
+    settings.MAP_AUTO = True
+    sent = []
+    monkeypatch.setattr(tasks.compute_map, "delay", lambda map_id: sent.append(map_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        again = map_start_if_missing(version=autoencoder)
+    assert sent == [again.pk] and again.pk != embedding_map.pk
