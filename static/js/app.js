@@ -62,3 +62,16 @@ document.addEventListener("click", (event) => {
     ask(button);
   });
 })();
+
+// --- pages that wait for a job --------------------------------------------------------------------
+// An element with data-reload-after="5" (a scan, a map or features being prepared) reloads the page that
+// many seconds later, unless the user is typing or has moved focus into a form, so its result shows up.
+(() => {
+  const waiting = document.querySelector("[data-reload-after]");
+  if (!waiting) return;
+  const seconds = Math.max(2, Number(waiting.dataset.reloadAfter) || 5);
+  setTimeout(function again() {
+    if (document.activeElement && document.activeElement.closest("form")) { setTimeout(again, seconds * 1000); return; }
+    window.location.reload();
+  }, seconds * 1000);
+})();
