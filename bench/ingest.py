@@ -73,8 +73,9 @@ def scratch_database(name: str) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def scratch_django(prefix: str, **environment: str):
-    """In this process: a scratch database and data folder, Django set up on them and migrated; yields the
-    environment (for servers and workers started on the same database). Both go on leaving."""
+    """In this process: a scratch database and data folder, Django set up on them and migrated, the embedded
+    Redis running (the cache); yields the environment (for servers and workers started on the same database)
+    and the folder. Both go on leaving."""
     name = f"{prefix}_{os.getpid()}"
     work = Path(tempfile.mkdtemp(prefix=f"{prefix.replace('_', '-')}-"))
     url, admin = scratch_database(name)
@@ -85,8 +86,13 @@ def scratch_django(prefix: str, **environment: str):
         import django
 
         django.setup()
+        from django.conf import settings
         from django.core.management import call_command
 
+        if settings.EMBEDDED_REDIS:  # the cache and the broker, as a command has them
+            from imagesearch.embedded_redis import redis_for_this_process
+
+            redis_for_this_process(settings.EMBEDDED_REDIS_DIR)
         call_command("migrate", verbosity=0)
         yield {**os.environ}, work
     finally:

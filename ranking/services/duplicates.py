@@ -173,7 +173,10 @@ def _near_pairs(scan: DuplicateScan, first_id: int, last_id: int) -> Pairs:
         # as wide a beam as search's: at 40, among hundreds of near-identical images (Fashion-MNIST beside copies of
         # a photo) the graph walk missed a photo's own copies, 0.005 away, that a search found
         beam = max(settings.RANKING_HNSW_EF_SEARCH, 4 * (scan.neighbours + 1))
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(beam, 1000))])
+        # and through the index: with that beam the planner priced a library of 2,000 images cheaper to sort
+        # whole for each image (10.4 ms an image, against 0.9 ms through the index)
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('enable_sort', 'off', true)",
+                       [str(min(beam, 1000))])
         cursor.execute(sql, [scan.neighbours + 1, first_id, last_id])  # + 1: the image itself comes back too
         rows = cursor.fetchall()
     pairs: Pairs = {}
