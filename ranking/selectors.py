@@ -472,7 +472,8 @@ def duplicate_groups(*, scan: DuplicateScan, max_distance: float | None = None, 
     ``max_distance`` (``DEFAULT_THRESHOLD`` unless given; at most the scan's) whose two images are each
     among the other's ``mutual`` nearest (``DEFAULT_MUTUAL`` unless given; the scan's ``neighbours``: any
     pair found), with the criterion's marks applied: a "duplicate" mark joins two images whatever their
-    distance, a "distinct" one keeps their pair out. The tightest groups first (the smallest largest pair
+    distance, a "distinct" one keeps them in different groups (the closest pairs join first, and a pair that
+    would bring two images marked distinct together is left out). The tightest groups first (the smallest largest pair
     distance: the surest copies), larger ones first among equals.
 
     The mutual rule is what keeps look-alikes apart: two plain T-shirts can be as close as two copies of
@@ -521,7 +522,15 @@ def _duplicate_components(scan: DuplicateScan, threshold: float, mutual: int, ma
     near = {(a, b) for a, b, _ in edges}
     edges += [(a, b, 0.0) for (a, b), verdict in marks.items()
               if verdict == DuplicateMark.Verdict.DUPLICATE and (a, b) not in near]
+    edges.sort(key=lambda edge: edge[2])  # the closest pairs join first; "same picture" marks at 0
     parent: dict[int, int] = {}
+    # two images marked different never end in one group, not even through a third: each group's root keeps
+    # the roots of the groups it may not join
+    apart: dict[int, set[int]] = {}
+    for (a, b), verdict in marks.items():
+        if verdict == DuplicateMark.Verdict.DISTINCT:
+            apart.setdefault(a, set()).add(b)
+            apart.setdefault(b, set()).add(a)
 
     def root(x: int) -> int:
         parent.setdefault(x, x)
@@ -530,10 +539,22 @@ def _duplicate_components(scan: DuplicateScan, threshold: float, mutual: int, ma
             x = parent[x]
         return x
 
-    for a, b, _ in edges:
+    used = []
+    for a, b, d in edges:
         ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+        if ra == rb:
+            used.append((a, b, d))
+            continue
+        if rb in apart.get(ra, ()):
+            continue  # it would put two images marked different in one group
+        keep, gone = min(ra, rb), max(ra, rb)
+        parent[gone] = keep
+        for other in apart.pop(gone, set()):
+            apart[other].discard(gone)
+            apart[other].add(keep)
+            apart.setdefault(keep, set()).add(other)
+        used.append((a, b, d))
+    edges = used
     components: dict[int, list[int]] = {}
     for x in parent:
         components.setdefault(root(x), []).append(x)
