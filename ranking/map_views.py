@@ -51,6 +51,8 @@ def map_page(request: HttpRequest) -> HttpResponse:
         context["clusters_json"] = json.dumps([{"number": c.number, "size": c.size, "x": c.x, "y": c.y}
                                                for c in context["map"].clusters.all()])
         context["page_points"] = settings.MAP_PAGE_POINTS
+        # images embedded since the map was computed are not on it: say so, and offer a new map
+        context["not_on_map"] = max(0, context["version"].embeddings.count() - context["map"].point_count)
     return render(request, "ranking/map.html", context)
 
 

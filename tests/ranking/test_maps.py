@@ -218,3 +218,20 @@ def test_a_map_that_cannot_be_queued_says_so_and_a_later_activation_tries_again(
     with django_capture_on_commit_callbacks(execute=True):
         again = map_start_if_missing(version=autoencoder)
     assert sent == [again.pk] and again.pk != embedding_map.pk
+
+
+def test_the_map_page_says_how_many_images_came_after_the_map(autoencoder, client):
+    from imagesearch.services.ingest import image_ingest_bytes
+    from ranking.services.embeddings import embeddings_add_new_images
+    from tests import images
+
+    embedding_map = _computed(autoencoder)
+    client.force_login(UserFactory(roles=["admin"]))
+    assert "not on it" not in client.get("/map/").content.decode()
+    late = image_ingest_bytes(data=images.stripes(True, seed=777), original_name="late.png",
+                              collection=Image.objects.first().collection).image_ids
+    embeddings_add_new_images(image_ids=late)
+    page = client.get("/map/").content.decode()
+    assert "1 image embedded since this map was computed is not on it" in page and "Compute the map again" in page
+    assert client.post("/map/compute/", {"version": autoencoder.pk}).status_code == 302
+    assert EmbeddingMap.objects.filter(version=autoencoder).exclude(pk=embedding_map.pk).exists()
