@@ -142,21 +142,16 @@ def measure_quality(args) -> dict:
 
 def measure_scale(sizes: list[int], seed: int) -> list[dict]:
     from django.conf import settings
-    from django.db import connection
 
-    from bench.search import clustered_vectors, default_model_version, load_library
+    from bench.search import clustered_vectors, default_model_version, library_empty, load_library
     from imagesearch.services.library import collection_get_or_create
     from ranking.services.criteria import criterion_default
     from ranking.services.duplicates import duplicate_scan_run_inline, duplicate_scan_start
-    from ranking.models import ModelVersion
-    from ranking.services.embeddings import index_build, index_drop
+    from ranking.services.embeddings import index_build
 
     rows = []
     for n in sizes:
-        for old in ModelVersion.objects.exclude(index_name=""):
-            index_drop(version=old)  # its partial index would outlive the rows, and ids start again at 1
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE imagesearch_image, ranking_modelversion, imagesearch_job RESTART IDENTITY CASCADE")
+        library_empty()
         rng = np.random.default_rng(seed)
         vectors, _, _ = clustered_vectors(n, 256, 100, 16, rng)
         planted = n // 100

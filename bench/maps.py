@@ -110,22 +110,15 @@ def measure_projection(args) -> dict:
 
 def measure_job(n: int, seed: int) -> dict:
     from django.conf import settings
-    from django.db import connection
 
-    from bench.search import clustered_vectors, default_model_version, load_library
+    from bench.search import clustered_vectors, default_model_version, library_empty, load_library
     from imagesearch.services.library import collection_get_or_create
     from ranking.models import EmbeddingMap
     from ranking.services.criteria import criterion_default
     from ranking.services.embeddings import index_build
     from ranking.services.maps import map_compute, map_start
 
-    from ranking.services.embeddings import index_drop
-    from ranking.models import ModelVersion
-
-    for old in ModelVersion.objects.exclude(index_name=""):
-        index_drop(version=old)  # its partial index would outlive the rows, and ids start again at 1
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE imagesearch_image, ranking_modelversion, imagesearch_job RESTART IDENTITY CASCADE")
+    library_empty()
     rng = np.random.default_rng(seed)
     vectors, _, _ = clustered_vectors(n, 256, 100, 16, rng)
     version = default_model_version(criterion_default(), Path(settings.RANKING_MODELS_DIR), 256)

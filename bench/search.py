@@ -123,6 +123,19 @@ def recall(found: list[list[int]], exact: np.ndarray) -> float:
 # ------------------------------------------------------------------------------- loading
 
 
+def library_empty() -> None:
+    """Drop every version's index and all images, versions and jobs, ids starting again at 1 (between sizes)."""
+    from django.db import connection
+
+    from ranking.models import ModelVersion
+    from ranking.services.embeddings import index_drop
+
+    for old in ModelVersion.objects.exclude(index_name=""):
+        index_drop(version=old)  # its partial index would outlive the rows, and ids start again at 1
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE imagesearch_image, ranking_modelversion, imagesearch_job RESTART IDENTITY CASCADE")
+
+
 def load_library(vectors: np.ndarray, version_id: int, collection_id: int) -> None:
     """COPY the images (ids 1…n) and their embeddings: the vectors in pgvector's binary format."""
     from django.db import connection
