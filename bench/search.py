@@ -23,7 +23,9 @@ In a scratch database it:
    efConstruction, inner product on unit vectors, one thread per query, as
    PostgreSQL uses) for a range of efSearch, and exact numpy search of one
    query at a time; pgvector's latency is then compared with FAISS's at equal
-   recall (the cheapest FAISS efSearch that reaches pgvector's recall);
+   recall (the cheapest FAISS efSearch that reaches pgvector's recall), and in one
+   figure, ``pgvector_vs_faiss_ratio``: the selector's p50 over FAISS's, each at its
+   lowest setting reaching recall@10 0.95;
 5. serves the app (``manage.py serve``, one web worker) with a randomly
    initialised default model (resnet18, 224 px, 256-d, fp32 on the CPU) as the
    active version, and times ``--http-requests`` searches through
@@ -255,6 +257,19 @@ def at_equal_recall(pg: list[dict], faiss_points: list[dict]) -> list[dict]:
     return out
 
 
+def pgvector_vs_faiss_ratio(pg: list[dict], faiss_points: list[dict], target: float = 0.95) -> dict:
+    """Issue 18's one figure: the selector's p50 over FAISS's, each at its lowest ``ef_search`` that reaches
+    recall@10 ``target``, from the same run (``ratio`` None when either never reaches it)."""
+    def lowest(points: list[dict]) -> dict | None:
+        return next((p for p in sorted(points, key=lambda p: p["ef_search"]) if p["recall_at_10"] >= target), None)
+
+    ours, theirs = lowest(pg), lowest(faiss_points)
+    return {"target_recall_at_10": target,
+            "pgvector": ours and {k: ours[k] for k in ("ef_search", "recall_at_10", "p50_ms")},
+            "faiss": theirs and {k: theirs[k] for k in ("ef_search", "recall_at_10", "p50_ms")},
+            "ratio": round(ours["p50_ms"] / theirs["p50_ms"], 2) if ours and theirs else None}
+
+
 def measure_http(work: Path, count: int) -> dict:
     """Start the app and time POST /api/search/ with freshly generated 1024×768 JPEG uploads."""
     from django.db import connections
@@ -405,6 +420,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "exact_batch_s": round(exact_s, 2),
         "pgvector": pg, "faiss_hnsw": faiss_result, "numpy_exact": numpy_result,
         "pgvector_vs_faiss_at_equal_recall": at_equal_recall(pg, faiss_result["points"]) if faiss_result else None,
+        "pgvector_vs_faiss_ratio": pgvector_vs_faiss_ratio(pg, faiss_result["points"]) if faiss_result else None,
         "http": http,
     }
 
