@@ -195,37 +195,39 @@ def search_region(request: HttpRequest) -> HttpResponse:
     box = _region_box(form.get("box", ""))
     # the search keeps the page's choices, but a region of a document's page searches the whole library
     kept = _kept({name: value for name, value in form.items() if name != "document"})
-    image_id, document_id = int_param(form, "image"), int_param(form, "document")
     try:
-        if image_id is not None:
-            image = selectors.image_get(image_id=image_id)
-            if image is None:
-                raise Http404(f"No image {image_id} in the library.")
-            data, name = storage.media_path(image.file.name).read_bytes(), f"a region of {image.title}"
-        elif document_id is not None:
-            document = get_object_or_404(Document, pk=document_id)
-            page = int_param(form, "page", default=1, min_value=1, max_value=100_000)
-            preview = document_page_preview(document=document, page_number=page, width=REGION_PAGE_WIDTH)
-            data, name = storage.media_path(preview).read_bytes(), f"a region of {document.title}, p. {page}"
-        else:
-            query = search_query_from_token(text_param(form, "q"))
-            if query.image_id is not None:  # it has joined the library since
-                image = selectors.image_get(image_id=query.image_id)
-                data = storage.media_path(image.file.name).read_bytes()
-            else:
-                data = query.path.read_bytes()
-            name = f"a region of {query.name or 'your image'}"
+        data, name = _region_picture(form)
         region = search_query_region(data=data, box=box, name=name[:500])
     except (QueryNotFound, ImageRejected, DocumentRejected) as exc:
-        messages.error(request, str(exc))
-        return redirect(f"{reverse('search')}?{kept}")
+        problem = str(exc)
     except FileNotFoundError:
-        messages.error(request, "The picture's file is missing from the store.")
-        return redirect(f"{reverse('search')}?{kept}")
+        problem = "The picture's file is missing from the store."
     except PdfiumError:
-        messages.error(request, "This page could not be rendered.")
-        return redirect(f"{reverse('search')}?{kept}")
-    return redirect(f"{reverse('search')}?{_query_param(region)}&{kept}")
+        problem = "This page could not be rendered."
+    else:
+        return redirect(f"{reverse('search')}?{_query_param(region)}&{kept}")
+    messages.error(request, problem)
+    return redirect(f"{reverse('search')}?{kept}")
+
+
+def _region_picture(form) -> tuple[bytes, str]:
+    """The bytes of the picture a region was drawn on, and the query's name."""
+    document_id = int_param(form, "document")
+    if document_id is not None:
+        document = get_object_or_404(Document, pk=document_id)
+        page = int_param(form, "page", default=1, min_value=1, max_value=100_000)
+        preview = document_page_preview(document=document, page_number=page, width=REGION_PAGE_WIDTH)
+        return storage.media_path(preview).read_bytes(), f"a region of {document.title}, p. {page}"
+    image_id = int_param(form, "image")
+    if image_id is None:
+        query = search_query_from_token(text_param(form, "q"))
+        if query.image_id is None:
+            return query.path.read_bytes(), f"a region of {query.name or 'your image'}"
+        image_id = query.image_id  # it has joined the library since
+    image = selectors.image_get(image_id=image_id)
+    if image is None:
+        raise Http404(f"No image {image_id} in the library.")
+    return storage.media_path(image.file.name).read_bytes(), f"a region of {image.title}"
 
 
 def _region_box(raw: str) -> tuple[float, float, float, float]:

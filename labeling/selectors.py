@@ -48,25 +48,20 @@ def triplets_waiting(*, criterion: SimilarityCriterion, focus: LabelingFocus | N
 
 def focus_images(focus: LabelingFocus | None) -> QuerySet[Image]:
     """The images of a focus (the library's for None)."""
-    images = Image.objects.all()
-    if focus is None:
-        return images
-    if focus.kind == LabelingFocus.Kind.COLLECTION:
-        return images.filter(collection_id=focus.collection_id)
-    if focus.kind == LabelingFocus.Kind.LABEL:
-        return images.filter(label=focus.label)
-    return images.filter(pk__in=FocusImage.objects.filter(focus_id=focus.pk).values("image_id"))
+    return Image.objects.filter(focus_image_q(focus))
 
 
-def focus_image_q(focus: LabelingFocus | None, path: str) -> Q:
-    """The condition that the image at ``path`` (a relation to an image, e.g. "query") is in the focus."""
+def focus_image_q(focus: LabelingFocus | None, path: str = "") -> Q:
+    """The condition that the image at ``path`` (a relation to an image, e.g. "query"; "" for an image
+    itself) is in the focus."""
     if focus is None:
         return Q()
+    at = f"{path}__" if path else ""
     if focus.kind == LabelingFocus.Kind.COLLECTION:
-        return Q(**{f"{path}__collection_id": focus.collection_id})
+        return Q(**{f"{at}collection_id": focus.collection_id})
     if focus.kind == LabelingFocus.Kind.LABEL:
-        return Q(**{f"{path}__label": focus.label})
-    return Q(**{f"{path}__in": FocusImage.objects.filter(focus_id=focus.pk).values("image_id")})
+        return Q(**{f"{at}label": focus.label})
+    return Q(**{f"{path or 'pk'}__in": FocusImage.objects.filter(focus_id=focus.pk).values("image_id")})
 
 
 def focus_triplets_q(focus: LabelingFocus | None) -> Q:

@@ -118,9 +118,8 @@ def _tsne(x: np.ndarray, *, seed: int, threads: int, progress: Progress) -> np.n
     perplexity = float(max(2.0, min(30.0, (len(x) - 1) / 3.0)))
     progress("neighbours", 0.0)
     tsne = TSNE(perplexity=perplexity, n_jobs=threads, random_state=seed, verbose=False,
-                early_exaggeration_iter=iterations["early exaggeration"], n_iter=iterations["optimisation"],
-                neighbors="annoy" if len(x) > 1000 else "exact", callbacks_every_iters=25)
-    # openTSNE calls one callback list for both phases: report the first, then the second
+                neighbors="annoy" if len(x) > 1000 else "exact")
+    # the two phases as two calls, so that each reports its own progress (fit() runs both behind one callback)
     affinities_embedding = tsne.prepare_initial(x)
     embedding = affinities_embedding.optimize(n_iter=iterations["early exaggeration"], exaggeration=12,
                                               momentum=0.5, callbacks=[callback("early exaggeration")],

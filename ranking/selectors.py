@@ -518,7 +518,7 @@ def _duplicate_components(scan: DuplicateScan, threshold: float, mutual: int, ma
         found = found.filter(rank_a__lte=mutual, rank_b__lte=mutual)
     pairs = list(found.values_list("image_a_id", "image_b_id", "distance"))
     marks = {(a, b): verdict for a, b, verdict in marks_of_criterion.values_list("image_a_id", "image_b_id", "verdict")}
-    edges = [(a, b, d) for a, b, d in pairs if marks.get((a, b)) != DuplicateMark.Verdict.DISTINCT]
+    edges = list(pairs)  # a pair marked distinct is refused below, with every pair that would join its two images
     near = {(a, b) for a, b, _ in edges}
     edges += [(a, b, 0.0) for (a, b), verdict in marks.items()
               if verdict == DuplicateMark.Verdict.DUPLICATE and (a, b) not in near]

@@ -4,9 +4,14 @@ becomes)."""
 
 from __future__ import annotations
 
+import json
+
+from django.conf import settings
+from django.http import HttpResponse
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.generics import get_object_or_404
@@ -22,6 +27,7 @@ from ranking.api.serializers import (
 from ranking.models import EmbeddingMap, ModelVersion, SimilarityCriterion
 from ranking.services.criteria import criterion_resolve
 from ranking.services.duplicates import duplicate_mark, duplicate_scan_start
+from ranking.services.maps import map_selection_apply
 
 
 def _criterion(value) -> SimilarityCriterion:
@@ -109,11 +115,6 @@ class MapPointsApi(APIView):
     @extend_schema(parameters=[OpenApiParameter(name, float) for name in ("x0", "y0", "x1", "y1")]
                    + [OpenApiParameter("limit", int)], responses={(200, "application/octet-stream"): bytes})
     def get(self, request, map_id: int):
-        import json
-
-        from django.conf import settings
-        from django.http import HttpResponse
-
         embedding_map = get_object_or_404(EmbeddingMap.objects.select_related("job"), pk=map_id)
         if not embedding_map.succeeded:
             raise NotFound("This map is not finished.")
@@ -144,10 +145,6 @@ class MapSelectionApi(APIView):
 
     @extend_schema(request=MapSelectionInputSerializer, responses=MapSelectionOutputSerializer)
     def post(self, request, map_id: int):
-        from rest_framework.exceptions import PermissionDenied
-
-        from ranking.services.maps import map_selection_apply
-
         embedding_map = get_object_or_404(EmbeddingMap.objects.select_related("job", "version"), pk=map_id)
         payload = MapSelectionInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
